@@ -1,0 +1,101 @@
+"""Email addresses: validation, the normalized key, and role-address detection.
+
+The normalized address is what identifies a person across contacts, imports, suppression
+and ESP events: the local part lowercased (every mailbox provider we meet treats it
+case-insensitively, whatever RFC 5321 allows) and the domain in its ASCII (IDNA) form, so
+`Foo@Bücher.DE` and `foo@xn--bcher-kva.de` are one address.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+import email_validator
+from django.core.exceptions import ValidationError
+
+# Mailboxes that belong to a function, not a person. Mailing them is allowed but flagged:
+# they rarely opted in themselves and often feed abuse desks or ticket systems.
+ROLE_LOCAL_PARTS = frozenset(
+    {
+        "abuse",
+        "admin",
+        "administrator",
+        "billing",
+        "compliance",
+        "devnull",
+        "dns",
+        "do-not-reply",
+        "donotreply",
+        "ftp",
+        "help",
+        "hostmaster",
+        "info",
+        "list",
+        "list-request",
+        "mailer-daemon",
+        "marketing",
+        "no-reply",
+        "noc",
+        "noreply",
+        "null",
+        "office",
+        "postmaster",
+        "privacy",
+        "root",
+        "sales",
+        "security",
+        "spam",
+        "support",
+        "sysadmin",
+        "tech",
+        "undisclosed-recipients",
+        "unsubscribe",
+        "usenet",
+        "uucp",
+        "webmaster",
+        "www",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Address:
+    """A validated address: as the person wrote it (trimmed) and its normalized key."""
+
+    given: str
+    normalized: str
+    is_role: bool
+
+
+def parse_address(raw: object) -> Address:
+    """Validate an address and return it with its normalized key.
+
+    Raises ValidationError with a message a person can act on. No DNS lookups: this runs on
+    every form post and every import row.
+    """
+    if not isinstance(raw, str):
+        raise ValidationError("Enter an email address.", code="required")
+    given = raw.strip()
+    if not given:
+        raise ValidationError("Enter an email address.", code="required")
+    if len(given) > 254:
+        raise ValidationError("This email address is too long (at most 254 characters).", code="too_long")
+    try:
+        info = email_validator.validate_email(given, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise ValidationError(f"{given!r} is not a valid email address: {exc}", code="invalid") from None
+    local = unicodedata.normalize("NFC", info.local_part).lower()
+    domain = (info.ascii_domain or info.domain).lower()
+    return Address(given=given, normalized=f"{local}@{domain}", is_role=is_role_local_part(local))
+
+
+def normalize_address(raw: str) -> str:
+    """Return the normalized key of a valid address (raises ValidationError otherwise)."""
+    return parse_address(raw).normalized
+
+
+def is_role_local_part(local: str) -> bool:
+    # "postmaster+bounces" and "no_reply" are still role mailboxes.
+    base = local.split("+", 1)[0].replace("_", "-")
+    return base in ROLE_LOCAL_PARTS

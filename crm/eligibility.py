@@ -1,0 +1,149 @@
+"""Marketing eligibility: may this contact get marketing email of this subscription type now?
+
+The rule exists twice on purpose, in one module: `marketing_ineligibility()` answers for one
+contact (the send gate calls it at hand-off), `eligible_contacts()` and
+`annotate_ineligibility()` answer for a whole table in SQL (audience building, the
+"who would be skipped and why" count). A test compares them on a generated population;
+change them together.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Case, Exists, OuterRef, Q, Subquery, Value, When
+
+from crm.models import (
+    ConsentAction,
+    ConsentRecord,
+    Contact,
+    EmailStatus,
+    EngagementStatus,
+    Subscription,
+    SubscriptionStatus,
+    SubscriptionType,
+    Suppression,
+)
+
+
+class Ineligibility(models.TextChoices):
+    """Why a contact may not get marketing email, in the order the rule checks them."""
+
+    SUBSCRIPTION_TYPE_INACTIVE = "type_inactive", "Subscription type is inactive"
+    SUPPRESSED = "suppressed", "Address is suppressed"
+    HARD_BOUNCED = "hard_bounced", "Address hard-bounced"
+    COMPLAINED = "complained", "Contact complained (marked as spam)"
+    INVALID = "invalid", "Address is invalid"
+    UNSUBSCRIBED_FROM_ALL = "unsubscribed_all", "Unsubscribed from all marketing email"
+    NOT_SUBSCRIBED = "not_subscribed", "Not subscribed to this type"
+    PENDING_CONFIRMATION = "pending", "Subscription awaits double opt-in confirmation"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed from this type"
+    NO_CONSENT = "no_consent", "No verifiable consent for this type"
+    UNENGAGED = "unengaged", "Contact is unengaged"
+
+
+_EMAIL_STATUS_REASONS = {
+    EmailStatus.HARD_BOUNCED: Ineligibility.HARD_BOUNCED,
+    EmailStatus.COMPLAINED: Ineligibility.COMPLAINED,
+    EmailStatus.INVALID: Ineligibility.INVALID,
+}
+_SUBSCRIPTION_REASONS = {
+    SubscriptionStatus.PENDING: Ineligibility.PENDING_CONFIRMATION,
+    SubscriptionStatus.UNSUBSCRIBED: Ineligibility.UNSUBSCRIBED,
+}
+_CONSENTING_ACTIONS = [ConsentAction.GRANTED, ConsentAction.CONFIRMED]
+
+
+def _latest_consent_action(contact_ref, subscription_type: SubscriptionType) -> Subquery:
+    # Consent is verifiable when the newest record for this type (or for "all") grants it:
+    # a later withdrawal, from this type or from everything, cancels earlier grants.
+    records = ConsentRecord.objects.filter(contact=contact_ref).filter(
+        Q(subscription_type=subscription_type) | Q(subscription_type__isnull=True)
+    )
+    return Subquery(records.order_by("-created_at", "-id").values("action")[:1])
+
+
+def marketing_ineligibility(
+    contact: Contact, subscription_type: SubscriptionType, *, include_unengaged: bool = False
+) -> Ineligibility | None:
+    """Return why `contact` may not get marketing email of `subscription_type`, or None if it may."""
+    if not subscription_type.active:
+        return Ineligibility.SUBSCRIPTION_TYPE_INACTIVE
+    if contact.is_suppressed():
+        return Ineligibility.SUPPRESSED
+    if contact.email_status in _EMAIL_STATUS_REASONS:
+        return _EMAIL_STATUS_REASONS[contact.email_status]
+    if contact.is_unsubscribed_from_all():
+        return Ineligibility.UNSUBSCRIBED_FROM_ALL
+    status = (
+        Subscription.objects.filter(contact=contact, subscription_type=subscription_type)
+        .values_list("status", flat=True)
+        .first()
+    )
+    if status is None:
+        return Ineligibility.NOT_SUBSCRIBED
+    if status in _SUBSCRIPTION_REASONS:
+        return _SUBSCRIPTION_REASONS[status]
+    latest = (
+        Contact.objects.filter(pk=contact.pk)
+        .annotate(action=_latest_consent_action(OuterRef("pk"), subscription_type))
+        .values_list("action", flat=True)
+        .first()
+    )
+    if latest not in _CONSENTING_ACTIONS:
+        return Ineligibility.NO_CONSENT
+    if not include_unengaged and contact.engagement_status == EngagementStatus.UNENGAGED:
+        return Ineligibility.UNENGAGED
+    return None
+
+
+def eligible_contacts(
+    subscription_type: SubscriptionType,
+    *,
+    include_unengaged: bool = False,
+    contacts: models.QuerySet[Contact] | None = None,
+) -> models.QuerySet[Contact]:
+    """The contacts (of `contacts`, default all) that may get marketing email of this type, in SQL."""
+    contacts = Contact.objects.all() if contacts is None else contacts
+    if not subscription_type.active:
+        return contacts.none()
+    eligible = (
+        contacts.filter(email_status=EmailStatus.OK, unsubscribed_from_all_at__isnull=True)
+        .filter(
+            Exists(
+                Subscription.objects.filter(
+                    contact=OuterRef("pk"),
+                    subscription_type=subscription_type,
+                    status=SubscriptionStatus.SUBSCRIBED,
+                )
+            )
+        )
+        .exclude(Exists(Suppression.objects.filter(email=OuterRef("email_normalized"))))
+        .alias(latest_consent=_latest_consent_action(OuterRef("pk"), subscription_type))
+        .filter(latest_consent__in=_CONSENTING_ACTIONS)
+    )
+    if not include_unengaged:
+        eligible = eligible.exclude(engagement_status=EngagementStatus.UNENGAGED)
+    return eligible
+
+
+def annotate_ineligibility(
+    contacts: models.QuerySet[Contact], subscription_type: SubscriptionType, *, include_unengaged: bool = False
+) -> models.QuerySet[Contact]:
+    """Annotate each contact with `ineligibility`: the first reason it may not be mailed, or None."""
+    if not subscription_type.active:
+        return contacts.annotate(ineligibility=Value(Ineligibility.SUBSCRIPTION_TYPE_INACTIVE.value))
+    status = Subquery(
+        Subscription.objects.filter(contact=OuterRef("pk"), subscription_type=subscription_type).values("status")[:1]
+    )
+    whens = [When(Exists(Suppression.objects.filter(email=OuterRef("email_normalized"))), then=Value(Ineligibility.SUPPRESSED.value))]
+    whens += [When(email_status=email_status, then=Value(reason.value)) for email_status, reason in _EMAIL_STATUS_REASONS.items()]
+    whens.append(When(unsubscribed_from_all_at__isnull=False, then=Value(Ineligibility.UNSUBSCRIBED_FROM_ALL.value)))
+    whens.append(When(subscription_status__isnull=True, then=Value(Ineligibility.NOT_SUBSCRIBED.value)))
+    whens += [When(subscription_status=sub_status, then=Value(reason.value)) for sub_status, reason in _SUBSCRIPTION_REASONS.items()]
+    whens.append(When(~Q(latest_consent__in=_CONSENTING_ACTIONS) | Q(latest_consent__isnull=True), then=Value(Ineligibility.NO_CONSENT.value)))
+    if not include_unengaged:
+        whens.append(When(engagement_status=EngagementStatus.UNENGAGED, then=Value(Ineligibility.UNENGAGED.value)))
+    return contacts.alias(
+        subscription_status=status,
+        latest_consent=_latest_consent_action(OuterRef("pk"), subscription_type),
+    ).annotate(ineligibility=Case(*whens, default=Value(None), output_field=models.CharField()))
