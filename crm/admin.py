@@ -1,0 +1,423 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q
+from django.http import HttpRequest, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html_join
+
+from crm import consent, suppression
+from crm.exporting import EXPORT_COLUMNS, contact_rows, stream_csv
+from crm.models import (
+    ConsentMethod,
+    ConsentRecord,
+    Contact,
+    ContactSource,
+    EmailStatus,
+    EngagementStatus,
+    Subscription,
+    SubscriptionStatus,
+    SubscriptionType,
+    Suppression,
+    SuppressionReason,
+)
+from crm.pagination import EstimatedCountPaginator
+
+_BADGE = '<span class="dw-badge dw-{}" title="{}">{}</span>'
+
+
+class SubscriptionFilter(admin.SimpleListFilter):
+    """Filter by subscription type and status in one choice ("Newsletter · subscribed")."""
+
+    title = "subscription"
+    parameter_name = "subscription"
+
+    def lookups(self, request, model_admin):
+        types = SubscriptionType.objects.order_by("name").values_list("pk", "name")
+        return [
+            (f"{pk}:{status.value}", f"{name} · {status.label.lower()}")
+            for pk, name in types
+            for status in SubscriptionStatus
+        ]
+
+    def queryset(self, request, queryset):
+        type_id, _, status = (self.value() or "").partition(":")
+        if not type_id.isdigit() or status not in SubscriptionStatus.values:
+            return queryset
+        return queryset.filter(
+            Exists(Subscription.objects.filter(contact=OuterRef("pk"), subscription_type_id=type_id, status=status))
+        )
+
+
+class SuppressedFilter(admin.SimpleListFilter):
+    title = "suppressed"
+    parameter_name = "suppressed"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Suppressed"), ("no", "Not suppressed")]
+
+    def queryset(self, request, queryset):
+        suppressed = Exists(Suppression.objects.filter(email=OuterRef("email_normalized")))
+        if self.value() == "yes":
+            return queryset.filter(suppressed)
+        if self.value() == "no":
+            return queryset.exclude(suppressed)
+        return queryset
+
+
+class SubscriptionInlineForm(forms.ModelForm):
+    """Staff may subscribe or unsubscribe; a person's own opt-out is never overridden here."""
+
+    status = forms.ChoiceField(
+        choices=[(SubscriptionStatus.SUBSCRIBED, "Subscribed"), (SubscriptionStatus.UNSUBSCRIBED, "Unsubscribed")]
+    )
+
+    class Meta:
+        model = Subscription
+        fields = ["subscription_type", "status"]
+
+    def clean(self):
+        cleaned = super().clean()
+        subscription_type = cleaned.get("subscription_type")
+        if cleaned.get("status") == SubscriptionStatus.SUBSCRIBED and subscription_type and self.has_changed():
+            refusal = consent.staff_subscribe_refusal(self.instance.contact, subscription_type)
+            if refusal:
+                raise forms.ValidationError(refusal)
+        return cleaned
+
+
+class SubscriptionInline(admin.TabularInline):
+    model = Subscription
+    form = SubscriptionInlineForm
+    extra = 0
+    can_delete = False
+    fields = ["subscription_type", "status", "subscribed_at", "unsubscribed_at", "created_at"]
+    readonly_fields = ["subscribed_at", "unsubscribed_at", "created_at"]
+    autocomplete_fields = ["subscription_type"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # An existing row keeps its type; change its status instead.
+        return [*self.readonly_fields, "subscription_type"] if obj else self.readonly_fields
+
+
+class ConsentHistoryInline(admin.TabularInline):
+    model = ConsentRecord
+    verbose_name = "consent record"
+    verbose_name_plural = "Consent history (append-only)"
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = [
+        "created_at",
+        "action",
+        "subscription_type",
+        "method",
+        "lawful_basis",
+        "source_detail",
+        "staff_user",
+        "ip_address",
+        "consent_text",
+    ]
+    ordering = ["-created_at", "-id"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("subscription_type", "staff_user")
+
+
+@admin.register(Contact)
+class ContactAdmin(admin.ModelAdmin):
+    list_display = ["email", "name", "company", "status_badges", "last_engaged_at", "created_at"]
+    list_filter = [
+        SubscriptionFilter,
+        "engagement_status",
+        "email_status",
+        SuppressedFilter,
+        "source",
+        ("created_at", admin.DateFieldListFilter),
+    ]
+    search_fields = ["email", "first_name", "last_name", "company"]
+    search_help_text = "Search by any part of the email address, name or company."
+    ordering = ["-created_at"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
+    raw_id_fields = ["owner"]
+    inlines = [SubscriptionInline, ConsentHistoryInline]
+    actions = ["unsubscribe_from_all", "suppress", "export_selected"]
+    readonly_fields = [
+        "email_normalized",
+        "is_role_address",
+        "unsubscribed_from_all_at",
+        "engagement_status",
+        "last_sent_at",
+        "last_open_at",
+        "last_click_at",
+        "last_engaged_at",
+        "sends_since_engagement",
+        "created_at",
+        "updated_at",
+    ]
+    fieldsets = [
+        (None, {"fields": ["email", "email_normalized", "is_role_address", "email_status"]}),
+        ("Person", {"fields": ["first_name", "last_name", "company", "phone", "time_zone", "language", "owner"]}),
+        ("Properties", {"fields": ["properties", "source"], "classes": ["collapse"]}),
+        (
+            "Engagement",
+            {
+                "fields": [
+                    "engagement_status",
+                    "last_sent_at",
+                    "last_open_at",
+                    "last_click_at",
+                    "last_engaged_at",
+                    "sends_since_engagement",
+                    "unsubscribed_from_all_at",
+                ]
+            },
+        ),
+        ("Record", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    def get_queryset(self, request):
+        subscriptions = Prefetch(
+            "subscriptions",
+            queryset=Subscription.objects.select_related("subscription_type").order_by("subscription_type__name"),
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(suppressed=Exists(Suppression.objects.filter(email=OuterRef("email_normalized"))))
+            .prefetch_related(subscriptions)
+        )
+
+    @admin.display(description="Name", ordering="last_name")
+    def name(self, contact: Contact) -> str:
+        return contact.full_name
+
+    @admin.display(description="Status")
+    def status_badges(self, contact: Contact) -> str:
+        badges = [
+            ("subscribed", "Subscribed", s.subscription_type.name)
+            if s.status == SubscriptionStatus.SUBSCRIBED
+            else ("pending", "Pending confirmation", f"{s.subscription_type.name} (pending)")
+            for s in contact.subscriptions.all()
+            if s.status != SubscriptionStatus.UNSUBSCRIBED
+        ]
+        if contact.unsubscribed_from_all_at:
+            badges.append(("warning", "Unsubscribed from all marketing email", "unsubscribed (all)"))
+        if getattr(contact, "suppressed", False):
+            badges.append(("danger", "Address is on the suppression list", "suppressed"))
+        if contact.email_status != EmailStatus.OK:
+            badges.append(("danger", "Email status", contact.get_email_status_display().lower()))
+        if contact.engagement_status == EngagementStatus.UNENGAGED:
+            badges.append(("warning", "No opens or clicks in recent sends", "unengaged"))
+        if contact.is_role_address:
+            badges.append(("muted", "Role address (postmaster@, info@ …)", "role"))
+        return format_html_join(" ", _BADGE, badges)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.source = ContactSource.ADMIN
+            obj.owner = obj.owner or request.user
+        super().save_model(request, obj, form, change)
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Subscription:
+            return super().save_formset(request, form, formset, change)
+        # Subscriptions change only through the consent functions, which write the log.
+        now = timezone.now()
+        for subscription in formset.save(commit=False):
+            apply = (
+                consent.subscribe_contact
+                if subscription.status == SubscriptionStatus.SUBSCRIBED
+                else consent.unsubscribe_contact
+            )
+            apply(
+                form.instance,
+                subscription.subscription_type,
+                method=ConsentMethod.STAFF,
+                now=now,
+                staff_user=request.user,
+                source_detail=f"admin: {request.user.get_username()}",
+                consent_text=f"Changed by {request.user.get_username()} in the admin.",
+            )
+
+    def confirm(self, request: HttpRequest, queryset, *, action: str, title: str, explanation: str, extra=None):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "explanation": explanation,
+            "count": queryset.count(),
+            "action": action,
+            "opts": self.model._meta,
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+            "extra": extra,
+        }
+        return TemplateResponse(request, "admin/crm/contact/confirm_action.html", context)
+
+    @admin.action(description="Unsubscribe selected contacts from all marketing email", permissions=["change"])
+    def unsubscribe_from_all(self, request, queryset):
+        if request.POST.get("confirmed") != "yes":
+            return self.confirm(
+                request,
+                queryset,
+                action="unsubscribe_from_all",
+                title="Unsubscribe from all marketing email?",
+                explanation=(
+                    "Each contact is unsubscribed from every subscription type, a withdrawal is written "
+                    "to their consent history, and their address is suppressed so no import can bring it "
+                    "back. Only the person can opt in again."
+                ),
+            )
+        changed = consent.unsubscribe_from_all(
+            queryset,
+            method=ConsentMethod.STAFF,
+            now=timezone.now(),
+            staff_user=request.user,
+            source_detail=f"admin: {request.user.get_username()}",
+        )
+        skipped = queryset.count() - changed
+        self.message_user(
+            request,
+            f"Unsubscribed {changed} contact(s) from all marketing email"
+            + (f"; {skipped} already were." if skipped else "."),
+            messages.SUCCESS,
+        )
+        return None
+
+    @admin.action(description="Suppress selected addresses", permissions=["change"])
+    def suppress(self, request, queryset):
+        note = request.POST.get("note", "").strip()
+        if request.POST.get("confirmed") != "yes":
+            return self.confirm(
+                request,
+                queryset,
+                action="suppress",
+                title="Suppress these addresses?",
+                explanation=(
+                    "No marketing email will go to these addresses, even if the contacts are deleted and "
+                    "imported again. Subscriptions and consent are kept."
+                ),
+                extra="note",
+            )
+        added = suppression.suppress_contacts(
+            queryset,
+            reason=SuppressionReason.MANUAL,
+            now=timezone.now(),
+            source=f"admin: {request.user.get_username()}",
+            note=note,
+            created_by=request.user,
+        )
+        self.message_user(request, f"Suppressed {added} address(es); the others already were.", messages.SUCCESS)
+        return None
+
+    @admin.action(description="Export selected contacts as CSV", permissions=["view"])
+    def export_selected(self, request, queryset):
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response = StreamingHttpResponse(
+            stream_csv(contact_rows(queryset), EXPORT_COLUMNS), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="contacts-{stamp}.csv"'
+        return response
+
+    class Media:
+        css = {"all": ["crm/admin.css"]}
+
+
+@admin.register(SubscriptionType)
+class SubscriptionTypeAdmin(admin.ModelAdmin):
+    list_display = ["name", "public", "requires_double_opt_in", "active", "subscribed", "pending", "created_at"]
+    list_filter = ["active", "public", "requires_double_opt_in"]
+    search_fields = ["name", "description"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                subscribed_count=Count("subscriptions", filter=Q(subscriptions__status=SubscriptionStatus.SUBSCRIBED)),
+                pending_count=Count("subscriptions", filter=Q(subscriptions__status=SubscriptionStatus.PENDING)),
+            )
+        )
+
+    @admin.display(description="Subscribed", ordering="subscribed_count")
+    def subscribed(self, subscription_type: SubscriptionType) -> int:
+        return subscription_type.subscribed_count
+
+    @admin.display(description="Pending", ordering="pending_count")
+    def pending(self, subscription_type: SubscriptionType) -> int:
+        return subscription_type.pending_count
+
+
+@admin.register(ConsentRecord)
+class ConsentRecordAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "email", "action", "subscription_scope", "method", "lawful_basis", "source_detail"]
+    list_filter = ["action", "method", "lawful_basis", "subscription_type", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["email"]
+    search_help_text = "Search by the exact email address."
+    list_select_related = ["subscription_type"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    readonly_fields = [field.name for field in ConsentRecord._meta.fields]
+
+    @admin.display(description="Subscription type", ordering="subscription_type__name")
+    def subscription_scope(self, record: ConsentRecord) -> str:
+        return record.subscription_type.name if record.subscription_type else "All marketing email"
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip().lower()
+        return (queryset.filter(email=term) if term else queryset), False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class SuppressionForm(forms.ModelForm):
+    class Meta:
+        model = Suppression
+        fields = ["email", "reason", "note"]
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    form = SuppressionForm
+    list_display = ["email", "reason", "source", "created_by", "created_at"]
+    list_filter = ["reason", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["email"]
+    search_help_text = "Search by the start of the email address."
+    list_select_related = ["created_by"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip().lower()
+        if not term:
+            return queryset, False
+        return queryset.filter(email__startswith=term), False
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["email", "reason", "source", "created_by", "created_at"] if obj else []
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_at = timezone.now()
+            obj.created_by = request.user
+            obj.source = f"admin: {request.user.get_username()}"
+        super().save_model(request, obj, form, change)

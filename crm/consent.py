@@ -62,6 +62,26 @@ def record_consent(
     )
 
 
+def staff_subscribe_refusal(contact: Contact, subscription_type: SubscriptionType) -> str | None:
+    """Why staff may not subscribe `contact` to `subscription_type`, or None if they may.
+
+    Only the person can undo their own opt-out (through a signup form and confirmation), and
+    a suppressed address stays out of marketing email whatever staff choose.
+    """
+    if contact.is_unsubscribed_from_all():
+        return "This contact unsubscribed from all marketing email; only they can opt in again."
+    if contact.is_suppressed():
+        return "This address is suppressed; it cannot be subscribed."
+    if (
+        contact.pk
+        and Subscription.objects.filter(
+            contact=contact, subscription_type=subscription_type, status=SubscriptionStatus.UNSUBSCRIBED
+        ).exists()
+    ):
+        return f"This contact unsubscribed from {subscription_type}; only they can opt in again."
+    return None
+
+
 @transaction.atomic
 def subscribe_contact(
     contact: Contact, subscription_type: SubscriptionType, *, method: ConsentMethod, now: datetime, **evidence

@@ -135,12 +135,28 @@ def annotate_ineligibility(
     status = Subquery(
         Subscription.objects.filter(contact=OuterRef("pk"), subscription_type=subscription_type).values("status")[:1]
     )
-    whens = [When(Exists(Suppression.objects.filter(email=OuterRef("email_normalized"))), then=Value(Ineligibility.SUPPRESSED.value))]
-    whens += [When(email_status=email_status, then=Value(reason.value)) for email_status, reason in _EMAIL_STATUS_REASONS.items()]
+    whens = [
+        When(
+            Exists(Suppression.objects.filter(email=OuterRef("email_normalized"))),
+            then=Value(Ineligibility.SUPPRESSED.value),
+        )
+    ]
+    whens += [
+        When(email_status=email_status, then=Value(reason.value))
+        for email_status, reason in _EMAIL_STATUS_REASONS.items()
+    ]
     whens.append(When(unsubscribed_from_all_at__isnull=False, then=Value(Ineligibility.UNSUBSCRIBED_FROM_ALL.value)))
     whens.append(When(subscription_status__isnull=True, then=Value(Ineligibility.NOT_SUBSCRIBED.value)))
-    whens += [When(subscription_status=sub_status, then=Value(reason.value)) for sub_status, reason in _SUBSCRIPTION_REASONS.items()]
-    whens.append(When(~Q(latest_consent__in=_CONSENTING_ACTIONS) | Q(latest_consent__isnull=True), then=Value(Ineligibility.NO_CONSENT.value)))
+    whens += [
+        When(subscription_status=sub_status, then=Value(reason.value))
+        for sub_status, reason in _SUBSCRIPTION_REASONS.items()
+    ]
+    whens.append(
+        When(
+            ~Q(latest_consent__in=_CONSENTING_ACTIONS) | Q(latest_consent__isnull=True),
+            then=Value(Ineligibility.NO_CONSENT.value),
+        )
+    )
     if not include_unengaged:
         whens.append(When(engagement_status=EngagementStatus.UNENGAGED, then=Value(Ineligibility.UNENGAGED.value)))
     return contacts.alias(

@@ -86,25 +86,26 @@ class Contact(models.Model):
     def __str__(self) -> str:
         return self.email
 
+    def save(self, *args, **kwargs) -> None:
+        self.set_address(self.email)
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
         super().clean()
         try:
-            address = parse_address(self.email)
+            self.set_address(self.email)
         except ValidationError as exc:
             raise ValidationError({"email": exc.messages}) from None
-        self.email = address.given
-        self.email_normalized = address.normalized
-        self.is_role_address = address.is_role
-        duplicate = Contact.objects.filter(email_normalized=address.normalized).exclude(pk=self.pk)
+        duplicate = Contact.objects.filter(email_normalized=self.email_normalized).exclude(pk=self.pk)
         if duplicate.exists():
-            raise ValidationError({"email": f"A contact with the address {address.normalized} already exists."})
+            raise ValidationError({"email": f"A contact with the address {self.email_normalized} already exists."})
 
-    def save(self, *args, **kwargs) -> None:
-        address = parse_address(self.email)
+    def set_address(self, raw: str) -> None:
+        """Set the address and its normalized key; raises ValidationError if it is not valid."""
+        address = parse_address(raw)
         self.email = address.given
         self.email_normalized = address.normalized
         self.is_role_address = address.is_role
-        super().save(*args, **kwargs)
 
     @property
     def full_name(self) -> str:
@@ -281,6 +282,10 @@ class Suppression(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["email", "reason"], name="crm_suppression_once_per_reason")]
+        indexes = [
+            # The admin searches suppressions by the start of the address (LIKE 'x%').
+            models.Index(fields=["email"], name="crm_suppression_prefix_idx", opclasses=["varchar_pattern_ops"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.email} ({self.get_reason_display()})"

@@ -1,0 +1,132 @@
+"""Personas and the rules for tests that need real parts.
+
+Tests marked `postgres` need PostgreSQL semantics and skip on SQLite with the reason; tests
+marked `browser` need Debian's Chromium. In CI (CI=true) a missing part fails instead of
+skipping, so nothing quietly stops running there.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+
+from crm import consent, suppression
+from crm.models import (
+    ConsentAction,
+    ConsentMethod,
+    Contact,
+    EmailStatus,
+    Subscription,
+    SubscriptionStatus,
+    SubscriptionType,
+    SuppressionReason,
+)
+from crm.roles import MARKETER, MARKETING_MANAGER, VIEWER
+
+CURRENT_TIME = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+CHROMIUM = Path("/usr/bin/chromium")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _missing_part(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason} (CI must run this test)")
+    pytest.skip(reason)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
+        _missing_part("needs PostgreSQL: set DATABASE_URL=postgres://…")
+    if item.get_closest_marker("browser") and not CHROMIUM.exists():
+        _missing_part("needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)")
+
+
+@pytest.fixture
+def now(time_machine) -> datetime:
+    """Time stands still at CURRENT_TIME."""
+    time_machine.move_to(CURRENT_TIME, tick=False)
+    return CURRENT_TIME
+
+
+@pytest.fixture
+def newsletter(db) -> SubscriptionType:
+    """newsletter: the public, double opt-in subscription type."""
+    return SubscriptionType.objects.create(name="Newsletter", description="Monthly news.")
+
+
+@pytest.fixture
+def alice(newsletter, now) -> Contact:
+    """alice: confirmed newsletter subscriber (signup form, then double opt-in)."""
+    contact = Contact.objects.create(email="Alice@Example.com", first_name="Alice", last_name="Liddell")
+    Subscription.objects.create(contact=contact, subscription_type=newsletter)
+    consent.record_consent(
+        contact,
+        action=ConsentAction.GRANTED,
+        method=ConsentMethod.FORM,
+        now=now,
+        subscription_type=newsletter,
+        consent_text="Yes, send me the newsletter.",
+        ip_address="203.0.113.7",
+        user_agent="Mozilla/5.0",
+    )
+    Subscription.objects.filter(contact=contact).update(status=SubscriptionStatus.SUBSCRIBED, subscribed_at=now)
+    consent.record_consent(
+        contact,
+        action=ConsentAction.CONFIRMED,
+        method=ConsentMethod.DOUBLE_OPT_IN,
+        now=now,
+        subscription_type=newsletter,
+    )
+    return contact
+
+
+@pytest.fixture
+def bob(newsletter, now) -> Contact:
+    """bob: was subscribed to the newsletter, then unsubscribed from all."""
+    contact = Contact.objects.create(email="bob@example.com", first_name="Bob")
+    consent.subscribe_contact(contact, newsletter, method=ConsentMethod.STAFF, now=now)
+    consent.unsubscribe_from_all(Contact.objects.filter(pk=contact.pk), method=ConsentMethod.UNSUBSCRIBE_LINK, now=now)
+    contact.refresh_from_db()
+    return contact
+
+
+@pytest.fixture
+def carol(newsletter, now) -> Contact:
+    """carol: subscribed, then hard-bounced (status set, address suppressed)."""
+    contact = Contact.objects.create(
+        email="carol@example.net", first_name="Carol", email_status=EmailStatus.HARD_BOUNCED
+    )
+    consent.subscribe_contact(contact, newsletter, method=ConsentMethod.IMPORT, now=now)
+    suppression.suppress_contacts(
+        Contact.objects.filter(pk=contact.pk), reason=SuppressionReason.HARD_BOUNCE, now=now, source="550 5.1.1"
+    )
+    return contact
+
+
+def _staff(django_user_model, username: str, role: str):
+    user = django_user_model.objects.create_user(username=username, password="pw-" + username, is_staff=True)
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def manager(db, django_user_model):
+    """manager: staff in the Marketing manager role."""
+    return _staff(django_user_model, "manager", MARKETING_MANAGER)
+
+
+@pytest.fixture
+def marketer(db, django_user_model):
+    """marketer: staff in the Marketer role."""
+    return _staff(django_user_model, "marketer", MARKETER)
+
+
+@pytest.fixture
+def viewer(db, django_user_model):
+    """viewer: staff in the read-only Viewer role."""
+    return _staff(django_user_model, "viewer", VIEWER)
