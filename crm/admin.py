@@ -43,9 +43,10 @@ class SubscriptionFilter(admin.SimpleListFilter):
         ]
 
     def queryset(self, request, queryset):
-        type_id, _, status = (self.value() or "").partition(":")
-        if not type_id.isdigit() or status not in SubscriptionStatus.values:
+        # Only the offered choices are applied; anything else typed into the URL is ignored.
+        if self.value() not in dict(self.lookup_choices):
             return queryset
+        type_id, _, status = self.value().partition(":")
         return queryset.filter(
             Exists(Subscription.objects.filter(contact=OuterRef("pk"), subscription_type_id=type_id, status=status))
         )
@@ -78,6 +79,12 @@ class SubscriptionInlineForm(forms.ModelForm):
         model = Subscription
         fields = ["subscription_type", "status"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            # An existing row keeps its type; staff change its status instead.
+            self.fields["subscription_type"].disabled = True
+
     def clean(self):
         cleaned = super().clean()
         subscription_type = cleaned.get("subscription_type")
@@ -96,10 +103,6 @@ class SubscriptionInline(admin.TabularInline):
     fields = ["subscription_type", "status", "subscribed_at", "unsubscribed_at", "created_at"]
     readonly_fields = ["subscribed_at", "unsubscribed_at", "created_at"]
     autocomplete_fields = ["subscription_type"]
-
-    def get_readonly_fields(self, request, obj=None):
-        # An existing row keeps its type; change its status instead.
-        return [*self.readonly_fields, "subscription_type"] if obj else self.readonly_fields
 
 
 class ConsentHistoryInline(admin.TabularInline):

@@ -8,6 +8,7 @@ from ipaddress import ip_address as parse_ip
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import models, transaction
 from django.db.models import F, Value
+from django.db.models.functions import Cast
 
 from crm import suppression
 from crm.bulk import insert_from_select
@@ -149,7 +150,8 @@ def unsubscribe_from_all(
             c_method=Value(method.value),
             c_basis=Value(LawfulBasis.NOT_APPLICABLE.value),
             c_source=Value(source_detail[:255]),
-            c_staff=Value(staff_user.pk if staff_user else None, output_field=models.BigIntegerField()),
+            # A bare NULL in a sub-SELECT is typed text on PostgreSQL; the cast keeps it an integer.
+            c_staff=Cast(Value(staff_user.pk if staff_user else None), models.IntegerField()),
             c_text=Value(""),
             c_agent=Value(""),
             c_evidence=Value({}, output_field=models.JSONField()),

@@ -29,11 +29,11 @@ class Ineligibility(models.TextChoices):
     """Why a contact may not get marketing email, in the order the rule checks them."""
 
     SUBSCRIPTION_TYPE_INACTIVE = "type_inactive", "Subscription type is inactive"
-    SUPPRESSED = "suppressed", "Address is suppressed"
     HARD_BOUNCED = "hard_bounced", "Address hard-bounced"
     COMPLAINED = "complained", "Contact complained (marked as spam)"
     INVALID = "invalid", "Address is invalid"
     UNSUBSCRIBED_FROM_ALL = "unsubscribed_all", "Unsubscribed from all marketing email"
+    SUPPRESSED = "suppressed", "Address is suppressed"
     NOT_SUBSCRIBED = "not_subscribed", "Not subscribed to this type"
     PENDING_CONFIRMATION = "pending", "Subscription awaits double opt-in confirmation"
     UNSUBSCRIBED = "unsubscribed", "Unsubscribed from this type"
@@ -68,12 +68,12 @@ def marketing_ineligibility(
     """Return why `contact` may not get marketing email of `subscription_type`, or None if it may."""
     if not subscription_type.active:
         return Ineligibility.SUBSCRIPTION_TYPE_INACTIVE
-    if contact.is_suppressed():
-        return Ineligibility.SUPPRESSED
     if contact.email_status in _EMAIL_STATUS_REASONS:
         return _EMAIL_STATUS_REASONS[contact.email_status]
     if contact.is_unsubscribed_from_all():
         return Ineligibility.UNSUBSCRIBED_FROM_ALL
+    if contact.is_suppressed():
+        return Ineligibility.SUPPRESSED
     status = (
         Subscription.objects.filter(contact=contact, subscription_type=subscription_type)
         .values_list("status", flat=True)
@@ -136,16 +136,16 @@ def annotate_ineligibility(
         Subscription.objects.filter(contact=OuterRef("pk"), subscription_type=subscription_type).values("status")[:1]
     )
     whens = [
-        When(
-            Exists(Suppression.objects.filter(email=OuterRef("email_normalized"))),
-            then=Value(Ineligibility.SUPPRESSED.value),
-        )
-    ]
-    whens += [
         When(email_status=email_status, then=Value(reason.value))
         for email_status, reason in _EMAIL_STATUS_REASONS.items()
     ]
     whens.append(When(unsubscribed_from_all_at__isnull=False, then=Value(Ineligibility.UNSUBSCRIBED_FROM_ALL.value)))
+    whens.append(
+        When(
+            Exists(Suppression.objects.filter(email=OuterRef("email_normalized"))),
+            then=Value(Ineligibility.SUPPRESSED.value),
+        )
+    )
     whens.append(When(subscription_status__isnull=True, then=Value(Ineligibility.NOT_SUBSCRIBED.value)))
     whens += [
         When(subscription_status=sub_status, then=Value(reason.value))

@@ -7,6 +7,7 @@ from datetime import datetime
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import models
 from django.db.models import F, Value
+from django.db.models.functions import Cast
 
 from crm.bulk import insert_from_select
 from crm.models import Contact, Suppression, SuppressionReason
@@ -33,7 +34,8 @@ def suppress_contacts(
             s_reason=Value(reason.value),
             s_source=Value(source[:255]),
             s_note=Value(note),
-            s_by=Value(created_by.pk if created_by else None, output_field=models.BigIntegerField()),
+            # A bare NULL in a sub-SELECT is typed text on PostgreSQL; the cast keeps it an integer.
+            s_by=Cast(Value(created_by.pk if created_by else None), models.IntegerField()),
             s_created=Value(now, output_field=models.DateTimeField()),
         ),
         {
