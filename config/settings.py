@@ -7,6 +7,7 @@ so a typo fails at start-up instead of half-working.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -115,6 +116,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "anymail",
     "import_export",
+    "django_altcha",
     "crm",
     "campaigns",
     "deliverability",
@@ -187,6 +189,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
 
+CSRF_FAILURE_VIEW = "crm.views.csrf_failure"
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
@@ -223,6 +226,19 @@ ANYMAIL = env_json_object("ANYMAIL", {})
 EMAIL_HOST = env_str("EMAIL_HOST", "127.0.0.1")
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Deliverwell <noreply@localhost>")
+
+# Subscription lifecycle: signup forms, double opt-in, preference center, unsubscribe.
+DOUBLE_OPT_IN_EXPIRY_DAYS = env_int("DOUBLE_OPT_IN_EXPIRY_DAYS", 7, minimum=1)
+CONFIRMATION_RESEND_MINUTES = env_int("CONFIRMATION_RESEND_MINUTES", 15, minimum=0)
+PENDING_SUBSCRIPTION_CLEANUP_DAYS = env_int("PENDING_SUBSCRIPTION_CLEANUP_DAYS", 30, minimum=1)
+SIGNUP_RATE_LIMIT = env_int("SIGNUP_RATE_LIMIT", 10, minimum=1)
+SIGNUP_RATE_WINDOW_SECONDS = env_int("SIGNUP_RATE_WINDOW_SECONDS", 600, minimum=1)
+TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
+UNSUBSCRIBE_MAILTO = env_str("UNSUBSCRIBE_MAILTO", "")
+# ALTCHA proof of work: self-hosted, no third-party call. The HMAC key signs challenges.
+ALTCHA_HMAC_KEY = env_str("ALTCHA_HMAC_KEY", "") or hashlib.sha256(f"altcha:{SECRET_KEY}".encode()).hexdigest()
+ALTCHA_MAX_NUMBER = env_int("ALTCHA_MAX_NUMBER", 100_000, minimum=1000)
+ALTCHA_CHALLENGE_EXPIRE = env_int("ALTCHA_CHALLENGE_EXPIRE_SECONDS", 1200, minimum=30) * 1000
 
 LOGGING = {
     "version": 1,

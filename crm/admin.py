@@ -1,22 +1,29 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q
 from django.http import HttpRequest, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 
-from crm import consent, suppression
+from crm import consent, optin, suppression
 from crm.exporting import EXPORT_COLUMNS, contact_rows, stream_csv
 from crm.models import (
+    ConsentAction,
     ConsentMethod,
     ConsentRecord,
     Contact,
     ContactSource,
     EmailStatus,
     EngagementStatus,
+    PendingSubscription,
+    SignupForm,
+    SignupFormOffer,
     Subscription,
     SubscriptionStatus,
     SubscriptionType,
@@ -424,3 +431,139 @@ class SuppressionAdmin(admin.ModelAdmin):
             obj.created_by = request.user
             obj.source = f"admin: {request.user.get_username()}"
         super().save_model(request, obj, form, change)
+
+
+class SignupFormOfferInline(admin.TabularInline):
+    model = SignupFormOffer
+    extra = 1
+    fields = ["subscription_type", "pre_ticked", "position"]
+    autocomplete_fields = ["subscription_type"]
+    verbose_name = "subscription type offered"
+    verbose_name_plural = "Subscription types offered"
+
+
+@admin.register(SignupForm)
+class SignupFormAdmin(admin.ModelAdmin):
+    list_display = [
+        "title",
+        "public_link",
+        "active",
+        "double_opt_in",
+        "submissions",
+        "confirmations",
+        "confirmation_rate",
+    ]
+    list_filter = ["active", "double_opt_in"]
+    search_fields = ["title", "slug"]
+    prepopulated_fields = {"slug": ["title"]}
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    inlines = [SignupFormOfferInline]
+    readonly_fields = ["embed_code", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["title", "slug", "active", "intro"]}),
+        ("Fields", {"fields": ["ask_first_name", "ask_last_name", "ask_company"]}),
+        (
+            "Consent",
+            {
+                "fields": ["consent_text", "double_opt_in", "success_text", "confirmed_redirect_url"],
+                "description": "The consent text is stored with every consent record this form writes.",
+            },
+        ),
+        ("Embed", {"fields": ["embed_code"]}),
+        ("Record", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+
+    def get_queryset(self, request):
+        granted = Q(consent_records__action=ConsentAction.GRANTED)
+        confirmed = Q(consent_records__action=ConsentAction.CONFIRMED)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                submission_count=Count("consent_records__contact", filter=granted, distinct=True),
+                confirmation_count=Count("consent_records__contact", filter=confirmed, distinct=True),
+            )
+        )
+
+    @admin.display(description="Page")
+    def public_link(self, signup_form: SignupForm) -> str:
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener">/subscribe/{}/</a>',
+            signup_form.get_absolute_url(),
+            signup_form.slug,
+        )
+
+    @admin.display(description="Submissions", ordering="submission_count")
+    def submissions(self, signup_form: SignupForm) -> int:
+        return signup_form.submission_count
+
+    @admin.display(description="Confirmations", ordering="confirmation_count")
+    def confirmations(self, signup_form: SignupForm) -> int | str:
+        return signup_form.confirmation_count
+
+    @admin.display(description="Confirmation rate")
+    def confirmation_rate(self, signup_form: SignupForm) -> str:
+        if not signup_form.submission_count:
+            return "—"
+        return f"{signup_form.confirmation_count / signup_form.submission_count:.0%}"
+
+    @admin.display(description="Embed code")
+    def embed_code(self, signup_form: SignupForm) -> str:
+        if not signup_form.pk:
+            return "Save the form to get its embed code."
+        url = f"{settings.SITE_URL}{signup_form.get_absolute_url()}?{urlencode({'embed': 1})}"
+        snippet = (
+            f'<iframe src="{url}" title="{signup_form.title}" width="100%" height="560" '
+            f'style="border:0;max-width:34rem" loading="lazy"></iframe>'
+        )
+        return format_html(
+            '<textarea id="dw-embed" rows="3" cols="80" readonly>{}</textarea><br>'
+            '<button type="button" class="button" '
+            "onclick=\"navigator.clipboard.writeText(document.getElementById('dw-embed').value);"
+            "this.textContent='Copied';\">Copy embed code</button>"
+            '<p class="help">Paste it into any web page. Only this form may be framed by other sites.</p>',
+            snippet,
+        )
+
+
+@admin.register(PendingSubscription)
+class PendingSubscriptionAdmin(admin.ModelAdmin):
+    list_display = ["contact", "subscription_type", "requested_at", "confirmation_sent_at"]
+    list_filter = ["subscription_type", ("requested_at", admin.DateFieldListFilter)]
+    list_select_related = ["contact", "subscription_type"]
+    search_fields = ["contact__email_normalized__startswith"]
+    search_help_text = "Search by the start of the email address."
+    raw_id_fields = ["contact"]
+    actions = ["resend_confirmation"]
+    ordering = ["-requested_at"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(status=SubscriptionStatus.PENDING)
+
+    def get_search_results(self, request, queryset, search_term):
+        return super().get_search_results(request, queryset, search_term.strip().lower())
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Resend the confirmation email", permissions=["view"])
+    def resend_confirmation(self, request, queryset):
+        now = timezone.now()
+        contacts = Contact.objects.filter(pk__in=queryset.values("contact"))
+        queued = sum(optin.request_confirmation(contact, now=now) for contact in contacts)
+        skipped = contacts.count() - queued
+        self.message_user(
+            request,
+            f"Queued {queued} confirmation email(s)"
+            + (
+                f"; {skipped} skipped because one was sent in the last {settings.CONFIRMATION_RESEND_MINUTES} minutes."
+                if skipped
+                else "."
+            ),
+            messages.SUCCESS,
+        )

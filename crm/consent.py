@@ -25,6 +25,14 @@ from crm.models import (
 )
 
 
+def clean_ip(value: str | None) -> str | None:
+    """The address in canonical form, or None if it is missing or not an IP address."""
+    try:
+        return str(parse_ip((value or "").strip()))
+    except ValueError:
+        return None
+
+
 def record_consent(
     contact: Contact,
     *,
@@ -35,17 +43,13 @@ def record_consent(
     lawful_basis: LawfulBasis = LawfulBasis.CONSENT,
     source_detail: str = "",
     staff_user: AbstractBaseUser | None = None,
+    signup_form_id: int | None = None,
     consent_text: str = "",
     ip_address: str | None = None,
     user_agent: str = "",
     evidence: dict | None = None,
 ) -> ConsentRecord:
     """Append one entry to the consent log. An unparseable IP is stored as None, not refused."""
-    if ip_address:
-        try:
-            ip_address = str(parse_ip(ip_address))
-        except ValueError:
-            ip_address = None
     return ConsentRecord.objects.create(
         contact=contact,
         email=contact.email_normalized,
@@ -55,8 +59,9 @@ def record_consent(
         lawful_basis=lawful_basis,
         source_detail=source_detail[:255],
         staff_user=staff_user,
+        signup_form_id=signup_form_id,
         consent_text=consent_text,
-        ip_address=ip_address or None,
+        ip_address=clean_ip(ip_address),
         user_agent=user_agent,
         evidence=evidence or {},
         created_at=now,
@@ -133,6 +138,8 @@ def unsubscribe_from_all(
     now: datetime,
     staff_user: AbstractBaseUser | None = None,
     source_detail: str = "",
+    ip_address: str | None = None,
+    user_agent: str = "",
 ) -> int:
     """Unsubscribe every contact in `contacts` from all marketing email, set-based.
 
@@ -153,7 +160,9 @@ def unsubscribe_from_all(
             # A bare NULL in a sub-SELECT is typed text on PostgreSQL; the cast keeps it an integer.
             c_staff=Cast(Value(staff_user.pk if staff_user else None), models.IntegerField()),
             c_text=Value(""),
-            c_agent=Value(""),
+            # Cast for the same reason as c_staff: the IP is often NULL.
+            c_ip=Cast(Value(clean_ip(ip_address)), models.GenericIPAddressField()),
+            c_agent=Value(user_agent),
             c_evidence=Value({}, output_field=models.JSONField()),
             c_created=Value(now, output_field=models.DateTimeField()),
         ),
@@ -166,6 +175,7 @@ def unsubscribe_from_all(
             "source_detail": "c_source",
             "staff_user": "c_staff",
             "consent_text": "c_text",
+            "ip_address": "c_ip",
             "user_agent": "c_agent",
             "evidence": "c_evidence",
             "created_at": "c_created",

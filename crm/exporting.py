@@ -49,7 +49,9 @@ def contact_rows(contacts: models.QuerySet[Contact]) -> Iterator[list[str]]:
     subscriptions = Prefetch(
         "subscriptions", queryset=Subscription.objects.select_related("subscription_type").order_by("pk")
     )
-    for contact in contacts.order_by("pk").prefetch_related(None).prefetch_related(subscriptions).iterator(chunk_size=2000):
+    for contact in (
+        contacts.order_by("pk").prefetch_related(None).prefetch_related(subscriptions).iterator(chunk_size=2000)
+    ):
         subscribed = "; ".join(f"{s.subscription_type.name}: {s.status}" for s in contact.subscriptions.all())
         yield [
             escape_formula(value)

@@ -144,6 +144,10 @@ class Subscription(models.Model):
     subscription_type = models.ForeignKey(SubscriptionType, on_delete=models.PROTECT, related_name="subscriptions")
     status = models.CharField(max_length=16, choices=SubscriptionStatus, default=SubscriptionStatus.PENDING)
     created_at = models.DateTimeField(auto_now_add=True)
+    requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the pending request was made (signup or preference change)."
+    )
+    confirmation_sent_at = models.DateTimeField(null=True, blank=True)
     subscribed_at = models.DateTimeField(null=True, blank=True)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -155,6 +159,8 @@ class Subscription(models.Model):
         indexes = [
             # Audience building and the admin's subscription filter look up by type and status.
             models.Index(fields=["subscription_type", "status", "contact"], name="crm_subscription_type_idx"),
+            # The clean-up of never-confirmed requests reads pending rows by age.
+            models.Index(fields=["status", "requested_at"], name="crm_subscription_pending_idx"),
         ]
 
     def __str__(self) -> str:
@@ -225,6 +231,9 @@ class ConsentRecord(models.Model):
     staff_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    signup_form = models.ForeignKey(
+        "SignupForm", null=True, blank=True, on_delete=models.PROTECT, related_name="consent_records"
+    )
     consent_text = models.TextField(blank=True, help_text="The exact words shown, or their version.")
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.TextField(blank=True)
@@ -238,6 +247,8 @@ class ConsentRecord(models.Model):
         indexes = [
             # The eligibility rule reads each contact's latest record; the change page lists them.
             models.Index(fields=["contact", "-created_at", "-id"], name="crm_consent_contact_idx"),
+            # The signup form list counts submissions and confirmations per form.
+            models.Index(fields=["signup_form", "action"], name="crm_consent_form_idx"),
         ]
 
     def __str__(self) -> str:
@@ -296,3 +307,67 @@ class Suppression(models.Model):
             self.email = parse_address(self.email).normalized
         except ValidationError as exc:
             raise ValidationError({"email": exc.messages}) from None
+
+
+class SignupForm(models.Model):
+    """A public signup form at /subscribe/<slug>/, embeddable in an iframe."""
+
+    slug = models.SlugField(unique=True, help_text="The form lives at /subscribe/<slug>/.")
+    title = models.CharField(max_length=200)
+    intro = models.TextField(blank=True, help_text="Shown above the fields.")
+    ask_first_name = models.BooleanField(default=True)
+    ask_last_name = models.BooleanField(default=False)
+    ask_company = models.BooleanField(default=False)
+    subscription_types = models.ManyToManyField(SubscriptionType, through="SignupFormOffer", related_name="+")
+    consent_text = models.TextField(
+        help_text="The exact words a person agrees to. Stored with every consent the form produces."
+    )
+    double_opt_in = models.BooleanField(
+        default=True, help_text="Send a confirmation link before subscribing (recommended)."
+    )
+    success_text = models.TextField(
+        default="Thank you! If this address can receive our email, a message is on its way to it.",
+        help_text="Shown after a submission; the same for every address, so nobody learns who is on a list.",
+    )
+    confirmed_redirect_url = models.URLField(
+        blank=True, help_text="Optional: where to send people after they confirm (e.g. a thank-you page)."
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return f"/subscribe/{self.slug}/"
+
+
+class SignupFormOffer(models.Model):
+    """A subscription type a signup form offers, ticked in advance or not."""
+
+    signup_form = models.ForeignKey(SignupForm, on_delete=models.CASCADE, related_name="offers")
+    subscription_type = models.ForeignKey(SubscriptionType, on_delete=models.PROTECT, related_name="+")
+    pre_ticked = models.BooleanField(default=False)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["signup_form", "subscription_type"], name="crm_offer_once_per_form")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.signup_form} offers {self.subscription_type}"
+
+
+class PendingSubscription(Subscription):
+    """Subscriptions waiting for double opt-in confirmation (an admin view of Subscription)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "pending confirmation"
+        verbose_name_plural = "pending confirmations"

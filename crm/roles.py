@@ -74,6 +74,7 @@ def sync_roles(apps=global_apps) -> None:
 
 
 def sync_roles_after_migrate(sender, apps=global_apps, **kwargs) -> None:
-    # post_migrate fires once per app; the permissions of all apps exist by the last one.
-    if sender.label == "deliverability":
+    # post_migrate fires once per app that has models; sync_roles creates whatever
+    # permissions do not exist yet, so running on crm's signal covers every app.
+    if sender.label == "crm":
         sync_roles(apps)

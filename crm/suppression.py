@@ -12,6 +12,38 @@ from django.db.models.functions import Cast
 from crm.bulk import insert_from_select
 from crm.models import Contact, Suppression, SuppressionReason
 
+# Reasons that keep an address out even when its owner signs up again: the mailbox does
+# not work, or the person (or staff) said never. The other reasons are opt-outs a confirmed
+# opt-in undoes.
+BLOCKING_REASONS = frozenset(
+    {
+        SuppressionReason.HARD_BOUNCE,
+        SuppressionReason.COMPLAINT,
+        SuppressionReason.IMPORTED_CLEANED,
+        SuppressionReason.MANUAL,
+    }
+)
+OPT_OUT_REASONS = frozenset(set(SuppressionReason) - BLOCKING_REASONS)
+
+
+def blocks_signup(email: str) -> bool:
+    """Whether the normalized address is suppressed for a reason a signup cannot undo."""
+    return Suppression.objects.filter(email=email, reason__in=BLOCKING_REASONS).exists()
+
+
+def lift_opt_out_suppressions(email: str) -> int:
+    """Remove the opt-out suppressions of an address after its owner confirmed a new opt-in."""
+    deleted, _ = Suppression.objects.filter(email=email, reason__in=OPT_OUT_REASONS).delete()
+    return deleted
+
+
+def suppress_address(email: str, *, reason: SuppressionReason, now: datetime, source: str = "") -> Suppression:
+    """Suppress one normalized address for `reason` (kept as is if already suppressed for it)."""
+    entry, _ = Suppression.objects.get_or_create(
+        email=email, reason=reason, defaults={"created_at": now, "source": source[:255]}
+    )
+    return entry
+
 
 def suppress_contacts(
     contacts: models.QuerySet[Contact],

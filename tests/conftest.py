@@ -7,20 +7,28 @@ skipping, so nothing quietly stops running there.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+import altcha
 import pytest
 from django.contrib.auth.models import Group
+from django.core.cache import cache
 from django.db import connection
+from django_altcha import get_altcha_challenge
 
+from config.celery import app as celery_app
 from crm import consent, suppression
 from crm.models import (
     ConsentAction,
     ConsentMethod,
     Contact,
     EmailStatus,
+    SignupForm,
+    SignupFormOffer,
     Subscription,
     SubscriptionStatus,
     SubscriptionType,
@@ -44,6 +52,40 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         _missing_part("needs PostgreSQL: set DATABASE_URL=postgres://…")
     if item.get_closest_marker("browser") and not CHROMIUM.exists():
         _missing_part("needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)")
+
+
+@pytest.fixture(autouse=True)
+def tasks_run_inline(monkeypatch):
+    """Celery tasks run in the test's own process, unless a test starts a real worker."""
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", True)
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Rate-limit counters and used CAPTCHA challenges never leak from one test to the next."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def easy_captcha(settings):
+    """A small proof-of-work range, so tests solve challenges in milliseconds."""
+    settings.ALTCHA_MAX_NUMBER = 2000
+
+
+def solve_captcha() -> str:
+    """A fresh ALTCHA challenge from our server, solved as the browser widget would."""
+    challenge = get_altcha_challenge(max_number=2000)
+    solution = altcha.solve_challenge(challenge.challenge, challenge.salt, challenge.algorithm, challenge.max_number)
+    payload = {
+        "algorithm": challenge.algorithm,
+        "challenge": challenge.challenge,
+        "number": solution.number,
+        "salt": challenge.salt,
+        "signature": challenge.signature,
+    }
+    return base64.b64encode(json.dumps(payload).encode()).decode()
 
 
 @pytest.fixture
@@ -106,6 +148,26 @@ def carol(newsletter, now) -> Contact:
         Contact.objects.filter(pk=contact.pk), reason=SuppressionReason.HARD_BOUNCE, now=now, source="550 5.1.1"
     )
     return contact
+
+
+@pytest.fixture
+def events(db) -> SubscriptionType:
+    """events: a second public type that needs no double opt-in."""
+    return SubscriptionType.objects.create(name="Events", requires_double_opt_in=False)
+
+
+@pytest.fixture
+def footer_form(newsletter, events) -> SignupForm:
+    """footer_form: the website footer form; double opt-in; offers the newsletter (ticked) and events."""
+    signup_form = SignupForm.objects.create(
+        slug="footer",
+        title="Get our newsletter",
+        consent_text="Yes, email me the newsletter. I can unsubscribe at any time. (v3)",
+        ask_first_name=True,
+    )
+    SignupFormOffer.objects.create(signup_form=signup_form, subscription_type=newsletter, pre_ticked=True)
+    SignupFormOffer.objects.create(signup_form=signup_form, subscription_type=events, position=1)
+    return signup_form
 
 
 def _staff(django_user_model, username: str, role: str):

@@ -1,0 +1,14 @@
+from celery import shared_task
+from django.utils import timezone
+
+from crm import optin
+
+
+@shared_task(ignore_result=True)
+def send_confirmation_email(contact_id: int, subscription_type_ids: list[int], signup_form_id: int | None) -> None:
+    optin.send_confirmation_email(contact_id, subscription_type_ids, signup_form_id)
+
+
+@shared_task(ignore_result=True)
+def clean_up_pending_subscriptions() -> None:
+    optin.clean_up_pending_subscriptions(now=timezone.now())
