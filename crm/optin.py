@@ -59,26 +59,29 @@ def _may_receive_system_mail(contact: Contact) -> bool:
 
 
 def _request_subscription(
-    contact: Contact, subscription_type: SubscriptionType, *, method: ConsentMethod, now: datetime, **evidence
-) -> Subscription:
-    """Set one subscription to pending and log the (unconfirmed) grant."""
-    subscription, _ = Subscription.objects.select_for_update().get_or_create(
-        contact=contact, subscription_type=subscription_type
+    contact: Contact,
+    subscription_type: SubscriptionType,
+    subscription: Subscription | None,
+    *,
+    method: ConsentMethod,
+    now: datetime,
+    **evidence,
+) -> None:
+    """Set one subscription (None: not created yet) to pending and log the unconfirmed grant.
+
+    Callers hold the contact's row lock, so nobody else creates the subscription meanwhile.
+    """
+    if subscription is None:
+        subscription = Subscription(contact=contact, subscription_type=subscription_type)
+    elif subscription.status == SubscriptionStatus.PENDING and subscription.requested_at is not None:
+        return
+    subscription.status = SubscriptionStatus.PENDING
+    subscription.requested_at = now
+    subscription.confirmation_sent_at = None
+    subscription.save()
+    consent.record_consent(
+        contact, action=ConsentAction.GRANTED, method=method, now=now, subscription_type=subscription_type, **evidence
     )
-    if subscription.status != SubscriptionStatus.PENDING or subscription.requested_at is None:
-        subscription.status = SubscriptionStatus.PENDING
-        subscription.requested_at = now
-        subscription.confirmation_sent_at = None
-        subscription.save()
-        consent.record_consent(
-            contact,
-            action=ConsentAction.GRANTED,
-            method=method,
-            now=now,
-            subscription_type=subscription_type,
-            **evidence,
-        )
-    return subscription
 
 
 def _needs_confirmation(contact: Contact, subscription: Subscription | None, *, double_opt_in: bool) -> bool:
@@ -143,7 +146,9 @@ def submit_signup(
             continue
         double_opt_in = signup_form.double_opt_in or subscription_type.requires_double_opt_in
         if _needs_confirmation(contact, subscription, double_opt_in=double_opt_in):
-            _request_subscription(contact, subscription_type, method=ConsentMethod.FORM, now=now, **evidence)
+            _request_subscription(
+                contact, subscription_type, subscription, method=ConsentMethod.FORM, now=now, **evidence
+            )
             wants_confirmation = True
         else:
             consent.subscribe_contact(contact, subscription_type, method=ConsentMethod.FORM, now=now, **evidence)
@@ -269,7 +274,7 @@ def update_preferences(ref: links.ContactRef, *, wanted_type_ids: set[int], visi
     email; so does a type that requires double opt-in.
     """
     outcome = Outcome()
-    contact = _contact_for(ref.contact_id, ref.email)
+    contact = Contact.objects.select_for_update().filter(pk=ref.contact_id, email_normalized=ref.email).first()
     if contact is None:
         return outcome
     evidence = {"source_detail": "preference center", **visitor.evidence()}
@@ -284,7 +289,12 @@ def update_preferences(ref: links.ContactRef, *, wanted_type_ids: set[int], visi
                 continue
             if _needs_confirmation(contact, subscription, double_opt_in=subscription_type.requires_double_opt_in):
                 _request_subscription(
-                    contact, subscription_type, method=ConsentMethod.PREFERENCE_CENTER, now=now, **evidence
+                    contact,
+                    subscription_type,
+                    subscription,
+                    method=ConsentMethod.PREFERENCE_CENTER,
+                    now=now,
+                    **evidence,
                 )
                 outcome.pending.append(subscription_type)
             else:
