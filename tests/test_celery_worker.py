@@ -7,9 +7,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from celery import Task
 from celery.contrib.testing.worker import start_worker
 from celery.signals import setup_logging, task_postrun
-from django.db import connections
+from kombu import Queue
 from kombu.exceptions import OperationalError
 
 from config.celery import app as celery_app
@@ -25,7 +26,7 @@ def create_subscription_type(name: str) -> None:
 
 
 def _leave_logging_alone(**kwargs) -> None:
-    """Answer setup_logging so the worker keeps its hands off the root logger's handlers and level."""
+    """Answer setup_logging, so the worker leaves the root logger's handlers and level alone."""
 
 
 def _require_broker() -> None:
@@ -39,36 +40,49 @@ def _require_broker() -> None:
             pytest.skip(reason)
 
 
-@pytest.fixture
-def worker_queue(transactional_db) -> Iterator[str]:
-    """Start a worker that consumes a queue of its own and yield the queue's name.
+def _delete_queue(queue: Queue) -> None:
+    """Remove the queue and its binding, which the broker would otherwise keep."""
+    with celery_app.connection_for_write() as connection:
+        bound = queue.bind(connection.default_channel)
+        bound.declare()  # a connection deletes only the bindings it has seen declared
+        bound.delete()
 
-    A fresh queue keeps this worker away from messages that other tests or a local `make run`
-    left in the default queue, and keeps their workers away from this test's message.
+
+@pytest.fixture
+def worker_queue(transactional_db, monkeypatch: pytest.MonkeyPatch) -> Iterator[Queue]:
+    """Start a worker that consumes only a new queue, and yield that queue.
+
+    A queue of its own keeps this worker away from messages that other tests or a local
+    `make run` left in the default queue, and keeps their workers away from this test's message.
     """
     _require_broker()
-    queue = f"test-worker-{uuid.uuid4().hex}"
+    name = f"test-worker-{uuid.uuid4().hex}"
+    queue = Queue(name, celery_app.amqp.default_exchange, routing_key=name)
+    # The suite runs tasks inline (tests/conftest.py); this test is about the broker.
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", False)
+    # A worker consumes every queue in the app's table (a cached property, hence vars()).
+    monkeypatch.setitem(vars(celery_app.amqp), "queues", celery_app.amqp.Queues([queue]))
+    # Remote control would leave a binding per worker name in the broker.
+    monkeypatch.setitem(celery_app.conf, "worker_enable_remote_control", False)
     setup_logging.connect(_leave_logging_alone)
     try:
-        with start_worker(celery_app, perform_ping_check=False, shutdown_timeout=TIMEOUT, queues=[queue]):
+        with start_worker(celery_app, perform_ping_check=False, shutdown_timeout=TIMEOUT):
             yield queue
     finally:
         setup_logging.disconnect(_leave_logging_alone)
+        _delete_queue(queue)
 
 
-def test_a_task_sent_to_the_broker_runs_on_a_real_worker(worker_queue: str) -> None:
+def test_a_task_sent_to_the_broker_runs_on_a_real_worker(worker_queue: Queue) -> None:
     finished = threading.Event()
-    states: dict[str, str] = {}
+    runs: dict[str, tuple[str | None, str]] = {}
 
-    def on_postrun(task_id: str, state: str, **kwargs) -> None:
-        # Runs in the worker thread. Its connection must be closed there, or PostgreSQL refuses to
-        # drop the test database at the end of the session.
-        connections.close_all()
-        states[task_id] = state
+    def on_postrun(task_id: str, task: Task, state: str, **kwargs) -> None:
+        runs[task_id] = (task.request.delivery_info.get("routing_key"), state)
         finished.set()
 
-    # Waiting for the worker, rather than polling the table, also avoids reading while the worker
-    # writes: SQLite's shared in-memory test database answers that with "table is locked".
+    # Wait for the worker rather than poll the table: reading while the worker writes makes SQLite's
+    # shared in-memory test database fail one of them with "database table is locked".
     task_postrun.connect(on_postrun)
     try:
         result = create_subscription_type.apply_async(["Worker round trip"], queue=worker_queue)
@@ -76,5 +90,5 @@ def test_a_task_sent_to_the_broker_runs_on_a_real_worker(worker_queue: str) -> N
     finally:
         task_postrun.disconnect(on_postrun)
 
-    assert states == {result.id: "SUCCESS"}
+    assert runs == {result.id: (worker_queue.routing_key, "SUCCESS")}
     assert SubscriptionType.objects.filter(name="Worker round trip").exists()
