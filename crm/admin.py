@@ -35,6 +35,11 @@ from crm.pagination import EstimatedCountPaginator
 _BADGE = '<span class="dw-badge dw-{}" title="{}">{}</span>'
 
 
+def short_datetime(value) -> str:
+    """'2026-11-02 09:30' in the current time zone, or a dash."""
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M") if value else "—"
+
+
 class SubscriptionFilter(admin.SimpleListFilter):
     """Filter by subscription type and status in one choice ("Newsletter · subscribed")."""
 
@@ -109,7 +114,13 @@ class SubscriptionInline(admin.TabularInline):
     can_delete = False
     fields = ["subscription_type", "status", "subscribed_at", "unsubscribed_at", "created_at"]
     readonly_fields = ["subscribed_at", "unsubscribed_at", "created_at"]
-    autocomplete_fields = ["subscription_type"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        # No add/change/delete links to the subscription type itself from a contact's page.
+        for option in ("can_add_related", "can_change_related", "can_delete_related", "can_view_related"):
+            setattr(field.widget, option, False)
+        return field
 
 
 class ConsentHistoryInline(admin.TabularInline):
@@ -146,7 +157,7 @@ class ConsentHistoryInline(admin.TabularInline):
 
 @admin.register(Contact)
 class ContactAdmin(admin.ModelAdmin):
-    list_display = ["email", "name", "company", "status_badges", "last_engaged_at", "created_at"]
+    list_display = ["email", "name", "company", "status_badges", "last_engaged", "created"]
     list_filter = [
         SubscriptionFilter,
         "engagement_status",
@@ -165,6 +176,7 @@ class ContactAdmin(admin.ModelAdmin):
     inlines = [SubscriptionInline, ConsentHistoryInline]
     actions = ["unsubscribe_from_all", "suppress", "export_selected"]
     readonly_fields = [
+        "status_badges",
         "email_normalized",
         "is_role_address",
         "unsubscribed_from_all_at",
@@ -178,7 +190,7 @@ class ContactAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     fieldsets = [
-        (None, {"fields": ["email", "email_normalized", "is_role_address", "email_status"]}),
+        (None, {"fields": ["status_badges", "email", "email_normalized", "is_role_address", "email_status"]}),
         ("Person", {"fields": ["first_name", "last_name", "company", "phone", "time_zone", "language", "owner"]}),
         ("Properties", {"fields": ["properties", "source"], "classes": ["collapse"]}),
         (
@@ -213,6 +225,14 @@ class ContactAdmin(admin.ModelAdmin):
     @admin.display(description="Name", ordering="last_name")
     def name(self, contact: Contact) -> str:
         return contact.full_name
+
+    @admin.display(description="Last engaged", ordering="last_engaged_at")
+    def last_engaged(self, contact: Contact) -> str:
+        return short_datetime(contact.last_engaged_at)
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, contact: Contact) -> str:
+        return short_datetime(contact.created_at)
 
     @admin.display(description="Status")
     def status_badges(self, contact: Contact) -> str:
@@ -276,7 +296,7 @@ class ContactAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/crm/contact/confirm_action.html", context)
 
-    @admin.action(description="Unsubscribe selected contacts from all marketing email", permissions=["change"])
+    @admin.action(description="Unsubscribe from all marketing email", permissions=["change"])
     def unsubscribe_from_all(self, request, queryset):
         if request.POST.get("confirmed") != "yes":
             return self.confirm(
@@ -306,7 +326,7 @@ class ContactAdmin(admin.ModelAdmin):
         )
         return None
 
-    @admin.action(description="Suppress selected addresses", permissions=["change"])
+    @admin.action(description="Suppress addresses", permissions=["change"])
     def suppress(self, request, queryset):
         note = request.POST.get("note", "").strip()
         if request.POST.get("confirmed") != "yes":
@@ -332,7 +352,7 @@ class ContactAdmin(admin.ModelAdmin):
         self.message_user(request, f"Suppressed {added} address(es); the others already were.", messages.SUCCESS)
         return None
 
-    @admin.action(description="Export selected contacts as CSV", permissions=["view"])
+    @admin.action(description="Export as CSV", permissions=["view"])
     def export_selected(self, request, queryset):
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response = StreamingHttpResponse(
