@@ -53,13 +53,13 @@ def _invalid_link(request: HttpRequest) -> HttpResponse:
 # honeypot and the rate limit stand in for the CSRF token.
 @csrf_exempt
 @xframe_options_exempt
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def subscribe(request: HttpRequest, slug: str) -> HttpResponse:
     signup_form = SignupForm.objects.filter(slug=slug, active=True).first()
     if signup_form is None:
         return render(request, "crm/public/form_not_found.html", status=404)
     embedded = request.GET.get("embed") == "1"
-    if request.method == "GET":
+    if request.method != "POST":
         form = PublicSignupForm(signup_form=signup_form)
         return render(
             request, "crm/public/signup.html", {"signup_form": signup_form, "form": form, "embedded": embedded}
@@ -94,7 +94,7 @@ def redirect_to_thanks(signup_form: SignupForm, embedded: bool) -> HttpResponse:
 
 
 @xframe_options_exempt
-@require_http_methods(["GET"])
+@require_http_methods(["GET", "HEAD"])
 def subscribe_thanks(request: HttpRequest, slug: str) -> HttpResponse:
     signup_form = SignupForm.objects.filter(slug=slug, active=True).first()
     if signup_form is None:
@@ -106,7 +106,7 @@ def subscribe_thanks(request: HttpRequest, slug: str) -> HttpResponse:
 # Token links are capabilities mailed to the address owner; they carry no session, so CSRF
 # protection has nothing to protect and would break one-click clients.
 @csrf_exempt
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def confirm(request: HttpRequest, token: str) -> HttpResponse:
     try:
         confirm_request = links.read_confirm_token(token)
@@ -114,7 +114,7 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "crm/public/confirm_expired.html", {"token": token}, status=410)
     except links.BadToken:
         return _invalid_link(request)
-    if request.method == "GET":
+    if request.method != "POST":
         types = SubscriptionType.objects.filter(pk__in=confirm_request.subscription_type_ids)
         return render(request, "crm/public/confirm.html", {"subscription_types": types})
     outcome = optin.confirm_subscriptions(confirm_request, visitor=_visitor(request), now=timezone.now())
@@ -142,9 +142,9 @@ def confirm_resend(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "crm/public/confirm_new_sent.html")
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def confirm_new(request: HttpRequest) -> HttpResponse:
-    if request.method == "GET":
+    if request.method != "POST":
         return render(request, "crm/public/confirm_new.html", {"form": NewConfirmationLinkForm()})
     if not _within_rate_limit(request, "confirm-new"):
         return _rate_limited(request)
@@ -156,7 +156,7 @@ def confirm_new(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def preferences(request: HttpRequest, token: str) -> HttpResponse:
     try:
         ref = links.read_preferences_token(token)
@@ -196,7 +196,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
 # RFC 8058: mailbox providers POST "List-Unsubscribe=One-Click" to this URL without cookies
 # or a CSRF token and do not follow redirects; people get a page with one button.
 @csrf_exempt
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     one_click = request.POST.get("List-Unsubscribe") == "One-Click"
     try:
@@ -208,7 +208,7 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     subscription_type = (
         SubscriptionType.objects.filter(pk=ref.subscription_type_id).first() if ref.subscription_type_id else None
     )
-    if request.method == "GET":
+    if request.method != "POST":
         return render(request, "crm/public/unsubscribe.html", {"subscription_type": subscription_type})
     everything = request.POST.get("everything") == "1"
     outcome = optin.unsubscribe_by_link(ref, visitor=_visitor(request), now=timezone.now(), everything=everything)

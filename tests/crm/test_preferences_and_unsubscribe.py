@@ -168,3 +168,27 @@ def test_list_unsubscribe_headers_follow_rfc_8058(alice, newsletter, settings):
 def test_without_a_mailto_setting_only_the_https_target_is_listed(alice, settings):
     settings.UNSUBSCRIBE_MAILTO = ""
     assert links.list_unsubscribe_headers(alice)["List-Unsubscribe"].count("<") == 1
+
+
+@pytest.fixture
+def state_changing_urls(alice, newsletter):
+    return [
+        path_of(links.unsubscribe_url(alice, newsletter)),
+        path_of(links.unsubscribe_url(alice)),
+        path_of(links.preferences_url(alice)),
+        path_of(links.confirm_url(alice, [newsletter.pk])),
+    ]
+
+
+def test_opening_any_link_with_get_or_head_changes_nothing(client, alice, state_changing_urls):
+    before = (ConsentRecord.objects.count(), list(Subscription.objects.values_list("status", flat=True)))
+    for url in state_changing_urls:
+        assert client.get(url).status_code == 200
+        assert client.head(url).status_code == 200
+    assert (ConsentRecord.objects.count(), list(Subscription.objects.values_list("status", flat=True))) == before
+
+
+@pytest.mark.parametrize("method", ["put", "patch", "delete", "options"])
+def test_other_methods_on_links_are_refused(client, state_changing_urls, method):
+    for url in state_changing_urls:
+        assert getattr(client, method)(url).status_code == 405
