@@ -23,8 +23,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# `make bench BENCHES=signup` runs one; each prints its figures against a baseline.
+BENCHES ?= admin_changelist signup
 bench: $(STAMP)
-	$(BIN)/python bench/admin_changelist.py $(BENCH_ARGS)
+	for bench in $(BENCHES); do $(BIN)/python bench/$$bench.py || exit 1; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
