@@ -3,6 +3,8 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q
 from django.http import HttpRequest, StreamingHttpResponse
@@ -12,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from crm import consent, optin, suppression
+from crm.addresses import normalize_address
 from crm.exporting import EXPORT_COLUMNS, contact_rows, stream_csv
 from crm.models import (
     ConsentAction,
@@ -78,6 +81,19 @@ class SuppressedFilter(admin.SimpleListFilter):
         if self.value() == "no":
             return queryset.exclude(suppressed)
         return queryset
+
+
+class ContactChangeList(ChangeList):
+    """The contact list, marking suppressed addresses with one lookup for the page's rows."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        # Only the page's addresses: a per-row subquery would make PostgreSQL hash the whole
+        # suppression list on every page.
+        emails = [contact.email_normalized for contact in self.result_list]
+        suppressed = set(Suppression.objects.filter(email__in=emails).values_list("email", flat=True))
+        for contact in self.result_list:
+            contact.suppressed = contact.email_normalized in suppressed
 
 
 class SubscriptionInlineForm(forms.ModelForm):
@@ -167,7 +183,10 @@ class ContactAdmin(admin.ModelAdmin):
         ("created_at", admin.DateFieldListFilter),
     ]
     search_fields = ["email", "first_name", "last_name", "company"]
-    search_help_text = "Search by any part of the email address, name or company."
+    search_help_text = (
+        "Search by any part of the email address, name or company (at least 3 characters; "
+        "shorter terms match the start of the address)."
+    )
     ordering = ["-created_at"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
@@ -210,17 +229,27 @@ class ContactAdmin(admin.ModelAdmin):
         ("Record", {"fields": ["created_at", "updated_at"]}),
     ]
 
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        # Trigram indexes need three characters; a shorter term would scan the whole table,
+        # so it matches the start of the normalized address through its b-tree index.
+        if term and len(term) < 3:
+            return queryset.filter(email_normalized__startswith=term.lower()), False
+        # A whole address is looked up on the unique index: its trigrams (".com") are everywhere.
+        try:
+            return queryset.filter(email_normalized=normalize_address(term)), False
+        except ValidationError:
+            return super().get_search_results(request, queryset, search_term)
+
     def get_queryset(self, request):
         subscriptions = Prefetch(
             "subscriptions",
             queryset=Subscription.objects.select_related("subscription_type").order_by("subscription_type__name"),
         )
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(suppressed=Exists(Suppression.objects.filter(email=OuterRef("email_normalized"))))
-            .prefetch_related(subscriptions)
-        )
+        return super().get_queryset(request).prefetch_related(subscriptions)
+
+    def get_changelist(self, request, **kwargs):
+        return ContactChangeList
 
     @admin.display(description="Name", ordering="last_name")
     def name(self, contact: Contact) -> str:
@@ -245,7 +274,10 @@ class ContactAdmin(admin.ModelAdmin):
         ]
         if contact.unsubscribed_from_all_at:
             badges.append(("warning", "Unsubscribed from all marketing email", "unsubscribed (all)"))
-        if getattr(contact, "suppressed", False):
+        suppressed = getattr(contact, "suppressed", None)
+        if suppressed is None:
+            suppressed = contact.is_suppressed()
+        if suppressed:
             badges.append(("danger", "Address is on the suppression list", "suppressed"))
         if contact.email_status != EmailStatus.OK:
             badges.append(("danger", "Email status", contact.get_email_status_display().lower()))
