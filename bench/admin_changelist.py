@@ -328,13 +328,15 @@ def measure_view(client: Client, view: View, runs: int) -> Measurement:
     ]
     plans = {statement: explain(statement) for statement in contact_queries} if view.search else {}
     # A search shows the plan of the page's own query (LIMIT, no COUNT); other views their slowest.
-    results_query = next((s for s in contact_queries if " LIMIT " in s and "COUNT(" not in s), slowest["sql"])
+    # A single page of results is fetched without LIMIT; then the plain contact query is the one.
+    page_queries = [s for s in contact_queries if "COUNT(" not in s]
+    results_query = next((s for s in page_queries if " LIMIT " in s), page_queries[-1] if page_queries else None)
     return Measurement(
         ms=ms,
         queries=len(captured),
         slowest_sql_ms=float(slowest["time"]) * 1000,
         seq_scan=any("Seq Scan on crm_contact" in "\n".join(plan) for plan in plans.values()),
-        plan=plans[results_query] if view.search else explain(slowest["sql"]),
+        plan=plans[results_query] if view.search and results_query else explain(slowest["sql"]),
     )
 
 
