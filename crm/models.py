@@ -285,6 +285,11 @@ class Suppression(models.Model):
     reason = models.CharField(max_length=24, choices=SuppressionReason)
     source = models.CharField(max_length=255, blank=True, help_text="What suppressed it: a campaign, import, user.")
     note = models.TextField(blank=True)
+    occurred_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When it happened at the source, e.g. the unsubscribe time in an imported file.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -371,3 +376,71 @@ class PendingSubscription(Subscription):
         proxy = True
         verbose_name = "pending confirmation"
         verbose_name_plural = "pending confirmations"
+
+
+class ImportBasis(models.TextChoices):
+    EVIDENCE = "evidence", "Evidence in the file (subscribe only rows that prove opt-in)"
+    ATTESTED = "attested", "Attested by staff for the whole file"
+    NONE = "none", "No consent (create contacts without subscriptions)"
+
+
+class FieldPolicy(models.TextChoices):
+    FILL_BLANKS = "fill", "Fill blank fields of existing contacts"
+    OVERWRITE = "overwrite", "Overwrite fields of existing contacts"
+    SKIP = "skip", "Leave existing contacts' fields alone"
+
+
+class ImportStatus(models.TextChoices):
+    PENDING = "pending", "Waiting"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class ImportJob(models.Model):
+    """One import of one uploaded file (a CSV or a ZIP of CSVs), with its outcome."""
+
+    file_name = models.CharField(max_length=255)
+    file_path = models.CharField(max_length=1024, help_text="Where the uploaded file is kept until the job ends.")
+    preset = models.CharField(max_length=32)
+    column_mapping = models.JSONField(default=dict, blank=True, help_text="Generic CSVs: field → column.")
+    subscription_types = models.ManyToManyField(SubscriptionType, blank=True, related_name="+")
+    basis = models.CharField(max_length=16, choices=ImportBasis, default=ImportBasis.EVIDENCE)
+    lawful_basis = models.CharField(max_length=24, choices=LawfulBasis, default=LawfulBasis.CONSENT)
+    attestation = models.TextField(blank=True, help_text="For attested imports: the basis staff attest to.")
+    field_policy = models.CharField(max_length=16, choices=FieldPolicy, default=FieldPolicy.FILL_BLANKS)
+    dry_run = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=ImportStatus, default=ImportStatus.PENDING)
+    counts = models.JSONField(default=dict, blank=True)
+    rows_read = models.PositiveIntegerField(default=0)
+    message = models.TextField(blank=True, help_text="Why the job failed, if it did.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Import #{self.pk}: {self.file_name}"
+
+
+class ImportProblem(models.Model):
+    """A row an import could not take, with its line number and reason."""
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="problems")
+    file_name = models.CharField(max_length=255)
+    line = models.PositiveIntegerField()
+    column = models.CharField(max_length=255, blank=True)
+    value = models.CharField(max_length=255, blank=True)
+    reason = models.CharField(max_length=255)
+
+    class Meta:
+        ordering = ["job", "file_name", "line", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.file_name} line {self.line}: {self.reason}"

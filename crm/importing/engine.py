@@ -1,0 +1,400 @@
+"""The import: stream a file into a staging table, then apply it with set-based SQL.
+
+Reading and validating is the only per-row work; every row goes into a staging table (COPY
+on PostgreSQL). Applying is a handful of INSERT … SELECT / UPDATE … FROM statements inside
+one transaction, so a crash leaves nothing half-imported and the job can simply run again.
+Rules, in the order they apply:
+
+- an unsubscribed, cleaned or blocklisted row becomes a suppression (original reason, time
+  and note), never a subscription — even for an existing contact, even if another file
+  lists the address as subscribed;
+- existing contacts' fields follow the job's policy (fill blanks, overwrite, skip);
+- a row is subscribed only with a basis: evidence in the row (an opt-in or confirm time)
+  or staff attestation for the whole file; never for a suppressed, bounced or
+  unsubscribed-from-all address; never over an existing subscription or withdrawal;
+- every new subscription gets one consent record carrying the evidence (source system,
+  file, line, times, IPs), so importing the same file twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from ipaddress import ip_address
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils.dateparse import parse_datetime
+
+from crm.addresses import parse_address
+from crm.importing.presets import PRESETS, GenericPreset, Preset, Record, detect_preset
+from crm.importing.reading import Table, open_tables
+from crm.models import ImportBasis, ImportJob, ImportProblem, ImportStatus
+
+PROBLEM_BATCH = 1000
+PROGRESS_EVERY = 10_000
+
+STAGE_COLUMNS = [
+    ("seq", "bigint NOT NULL"),
+    ("file_name", "text NOT NULL"),
+    ("line", "integer NOT NULL"),
+    ("email", "text NOT NULL"),
+    ("email_normalized", "text NOT NULL"),
+    ("is_role", "boolean NOT NULL"),
+    ("first_name", "text NOT NULL"),
+    ("last_name", "text NOT NULL"),
+    ("company", "text NOT NULL"),
+    ("phone", "text NOT NULL"),
+    ("time_zone", "text NOT NULL"),
+    ("language", "text NOT NULL"),
+    ("properties", "text NOT NULL"),
+    ("evidence", "text NOT NULL"),
+    ("ip", "text"),
+    ("status", "text NOT NULL"),
+    ("has_evidence", "boolean NOT NULL"),
+    ("optin_at", "timestamp with time zone"),
+    ("status_at", "timestamp with time zone"),
+    ("status_note", "text NOT NULL"),
+]
+_LIMITS = {"first_name": 150, "last_name": 150, "company": 200, "phone": 50, "time_zone": 64, "language": 16}
+
+
+@dataclass
+class Counts:
+    rows: int = 0
+    invalid: int = 0
+    duplicate: int = 0
+    new: int = 0
+    updated: int = 0
+    subscribed: int = 0
+    suppressed: int = 0
+    no_consent: int = 0
+    kept_out: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def _db_time(value: datetime | None):
+    """A datetime as the database driver wants it in raw SQL (naive UTC text on SQLite)."""
+    return connection.ops.adapt_datetimefield_value(value) if value is not None else None
+
+
+def _parse_time(value: str) -> datetime | None:
+    """Source times such as Mailchimp's `2023-04-01 10:00:00` (UTC) or ISO 8601; None if unreadable."""
+    try:
+        parsed = parse_datetime(value.strip()) if value else None
+    except ValueError:
+        return None
+    if parsed is None:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _clean_ip(*values: str) -> str | None:
+    for value in values:
+        try:
+            return str(ip_address(value.strip()))
+        except ValueError:
+            continue
+    return None
+
+
+def _preset_for(job: ImportJob, table: Table) -> Preset:
+    preset_class = detect_preset(table.header, table.name) if job.preset == "auto" else PRESETS[job.preset]
+    if preset_class is GenericPreset:
+        return GenericPreset(table.header, file_name=table.name, mapping=job.column_mapping)
+    return preset_class(table.header, file_name=table.name)
+
+
+class _Stager:
+    """Validates rows and writes them to the staging table; collects problems in batches."""
+
+    def __init__(self, job: ImportJob, table_name: str, progress: Callable[[int], None] | None) -> None:
+        self.job = job
+        self.table_name = table_name
+        self.progress = progress
+        self.counts = Counts()
+        self.problems: list[ImportProblem] = []
+
+    def problem(self, file_name: str, line: int, reason: str, *, column: str = "", value: str = "") -> None:
+        self.counts.invalid += 1
+        self.problems.append(
+            ImportProblem(
+                job=self.job,
+                file_name=file_name[:255],
+                line=line,
+                column=column[:255],
+                value=value[:255],
+                reason=reason,
+            )
+        )
+        if len(self.problems) >= PROBLEM_BATCH:
+            self.flush_problems()
+
+    def flush_problems(self) -> None:
+        ImportProblem.objects.bulk_create(self.problems)
+        self.problems = []
+
+    def staged_rows(self, tables: Iterator[Table]) -> Iterator[tuple]:
+        seq = 0
+        for table in tables:
+            preset = _preset_for(self.job, table)
+            if preset.email_column is None:
+                self.problem(table.name, 1, "no email column found; map one in the import settings")
+                continue
+            for row in table.rows:
+                self.counts.rows += 1
+                if self.progress and self.counts.rows % PROGRESS_EVERY == 0:
+                    self.progress(self.counts.rows)
+                if row.error:
+                    self.problem(table.name, row.line, f"line {row.line} {row.error}")
+                    continue
+                record = preset.record(row.cells)
+                try:
+                    address = parse_address(record.email)
+                except ValidationError as exc:
+                    self.problem(table.name, row.line, exc.messages[0], column=preset.email_column, value=record.email)
+                    continue
+                seq += 1
+                yield self.stage_row(seq, table.name, row.line, preset, record, address)
+
+    def stage_row(self, seq, file_name, line, preset, record: Record, address) -> tuple:
+        fields = {name: record.fields.get(name, "")[:limit] for name, limit in _LIMITS.items()}
+        evidence = {"source_system": preset.source_system, "file": file_name, "line": line, **record.evidence}
+        optin_at = _parse_time(record.evidence.get("CONFIRM_TIME", "") or record.evidence.get("OPTIN_TIME", ""))
+        return (
+            seq,
+            file_name,
+            line,
+            address.given,
+            address.normalized,
+            address.is_role,
+            *fields.values(),
+            json.dumps(record.properties, ensure_ascii=False, default=str),
+            json.dumps(evidence, ensure_ascii=False),
+            _clean_ip(record.evidence.get("CONFIRM_IP", ""), record.evidence.get("OPTIN_IP", "")),
+            record.status.value,
+            record.has_optin_evidence,
+            _db_time(optin_at),
+            _db_time(_parse_time(record.status_time)),
+            record.status_note[:1000],
+        )
+
+
+def _quote(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _create_stage(table: str) -> None:
+    columns = ", ".join(f"{name} {kind}" for name, kind in STAGE_COLUMNS)
+    extras = "existed boolean NOT NULL DEFAULT FALSE, duplicate boolean NOT NULL DEFAULT FALSE"
+    unlogged = "UNLOGGED " if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
+        cursor.execute(f"CREATE {unlogged}TABLE {_quote(table)} ({columns}, {extras})")
+
+
+def _fill_stage(table: str, rows: Iterator[tuple]) -> None:
+    names = [name for name, _ in STAGE_COLUMNS]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(f"COPY {_quote(table)} ({', '.join(names)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        placeholders = ", ".join(["%s"] * len(names))
+        batch: list[tuple] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) == 5000:
+                cursor.executemany(f"INSERT INTO {_quote(table)} ({', '.join(names)}) VALUES ({placeholders})", batch)
+                batch = []
+        if batch:
+            cursor.executemany(f"INSERT INTO {_quote(table)} ({', '.join(names)}) VALUES ({placeholders})", batch)
+
+
+def stage_file(job: ImportJob, path: Path, *, table: str, progress: Callable[[int], None] | None = None) -> Counts:
+    """Read every table of the file into the staging table `table`; record each bad row."""
+    stager = _Stager(job, table, progress)
+    _create_stage(table)
+    with transaction.atomic():
+        _fill_stage(table, stager.staged_rows(open_tables(path, display_name=job.file_name)))
+        stager.flush_problems()
+    with connection.cursor() as cursor:
+        index = _quote(f"{table}_email")
+        cursor.execute(f"CREATE INDEX {index} ON {_quote(table)} (email_normalized, seq)")
+        if connection.vendor == "postgresql":
+            cursor.execute(f"ANALYZE {_quote(table)}")
+    return stager.counts
+
+
+def run_import(job: ImportJob, path: Path, *, now: datetime, progress: Callable[[int], None] | None = None) -> Counts:
+    """Import the file at `path` as `job` describes; a dry run applies everything, then rolls back.
+
+    Updates the job's status, counts and problems. Raises what the file or database raised
+    after marking the job failed.
+    """
+    table = f"crm_import_stage_{job.pk}"
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.RUNNING, started_at=now)
+    job.problems.all().delete()
+    try:
+        counts = stage_file(job, path, table=table, progress=progress)
+        with transaction.atomic():
+            _apply(job, table, counts, now=now)
+            if job.dry_run:
+                transaction.set_rollback(True)
+    except Exception as exc:
+        ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.FAILED, message=str(exc)[:2000])
+        raise
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
+    ImportJob.objects.filter(pk=job.pk).update(
+        status=ImportStatus.DONE, counts=counts.as_dict(), rows_read=counts.rows, finished_at=now
+    )
+    return counts
+
+
+def _json(expression: str) -> str:
+    return f"CAST({expression} AS jsonb)" if connection.vendor == "postgresql" else expression
+
+
+def _merged_properties(existing: str, incoming: str, *, incoming_wins: bool) -> str:
+    if connection.vendor == "postgresql":
+        return f"({existing} || {incoming})" if incoming_wins else f"({incoming} || {existing})"
+    return f"json_patch({existing}, {incoming})" if incoming_wins else f"json_patch({incoming}, {existing})"
+
+
+def _execute(sql: str, params: list | tuple = ()) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def _count(sql: str, params: list | tuple = ()) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def _apply(job: ImportJob, table: str, counts: Counts, *, now: datetime) -> None:
+    stage = _quote(table)
+    now = _db_time(now)
+    source = f"import #{job.pk}: {job.file_name}"[:255]
+    staff = job.created_by_id
+    _execute(
+        f"UPDATE {stage} SET duplicate = TRUE WHERE EXISTS (SELECT 1 FROM {stage} t "
+        f"WHERE t.email_normalized = {stage}.email_normalized AND t.seq < {stage}.seq)"
+    )
+    counts.duplicate = _count(f"SELECT COUNT(*) FROM {stage} WHERE duplicate")
+    _execute(
+        f"UPDATE {stage} SET existed = TRUE WHERE EXISTS "
+        f"(SELECT 1 FROM crm_contact c WHERE c.email_normalized = {stage}.email_normalized)"
+    )
+
+    # Every negative row counts, duplicates included: the worst word about an address wins.
+    counts.suppressed = _execute(
+        "INSERT INTO crm_suppression (email, reason, source, note, occurred_at, created_at, created_by_id) "
+        "SELECT email_normalized, CASE status WHEN 'cleaned' THEN 'imported_cleaned' ELSE 'imported_unsubscribe' END, "
+        f"%s, status_note, status_at, %s, CAST(%s AS integer) FROM {stage} "
+        "WHERE status IN ('unsubscribed', 'cleaned') ORDER BY seq "
+        "ON CONFLICT (email, reason) DO NOTHING",
+        [source, now, staff],
+    )
+
+    counts.new = _execute(
+        "INSERT INTO crm_contact (email, email_normalized, is_role_address, first_name, last_name, company, phone, "
+        "time_zone, language, properties, source, created_at, updated_at, sends_since_engagement, "
+        "engagement_status, email_status) "
+        "SELECT email, email_normalized, is_role, first_name, last_name, company, phone, time_zone, language, "
+        f"{_json('properties')}, 'import', %s, %s, 0, 'new', "
+        f"CASE WHEN status = 'cleaned' THEN 'hard_bounced' ELSE 'ok' END FROM {stage} "
+        "WHERE NOT duplicate AND NOT existed ORDER BY seq ON CONFLICT (email_normalized) DO NOTHING",
+        [now, now],
+    )
+    counts.updated = _update_existing(job, stage, now=now)
+    for subscription_type in job.subscription_types.all():
+        counts.subscribed += _subscribe(job, stage, subscription_type.pk, source=source, now=now)
+    counts.kept_out = _count(
+        f"SELECT COUNT(*) FROM {stage} s WHERE NOT s.duplicate AND s.status = 'subscribed' AND EXISTS "
+        "(SELECT 1 FROM crm_suppression x WHERE x.email = s.email_normalized)"
+    )
+    if job.basis == ImportBasis.NONE or not job.subscription_types.exists():
+        counts.no_consent = _count(f"SELECT COUNT(*) FROM {stage} WHERE NOT duplicate AND status = 'subscribed'")
+    elif job.basis == ImportBasis.EVIDENCE:
+        counts.no_consent = _count(
+            f"SELECT COUNT(*) FROM {stage} WHERE NOT duplicate AND status = 'subscribed' AND NOT has_evidence"
+        )
+
+
+def _update_existing(job: ImportJob, stage: str, *, now) -> int:
+    if job.field_policy == "skip":
+        return 0
+    fill = job.field_policy == "fill"
+    assignments, changes = [], []
+    for name in _LIMITS:
+        current, incoming = f"crm_contact.{name}", f"s.{name}"
+        takes = f"{incoming} <> '' AND {current} = ''" if fill else f"{incoming} <> '' AND {incoming} <> {current}"
+        assignments.append(f"{name} = CASE WHEN {takes} THEN {incoming} ELSE {current} END")
+        changes.append(f"({takes})")
+    merged = _merged_properties("crm_contact.properties", _json("s.properties"), incoming_wins=not fill)
+    assignments.append(f"properties = {merged}")
+    # SQLite keeps JSON as text: compare both sides in json()'s minified form.
+    existing = "crm_contact.properties" if connection.vendor == "postgresql" else "json(crm_contact.properties)"
+    changes.append(f"({merged} <> {existing})")
+    return _execute(
+        f"UPDATE crm_contact SET {', '.join(assignments)}, updated_at = %s FROM {stage} s "
+        "WHERE s.existed AND NOT s.duplicate AND s.email_normalized = crm_contact.email_normalized "
+        f"AND ({' OR '.join(changes)})",
+        [now],
+    )
+
+
+def _subscribe(job: ImportJob, stage: str, type_id: int, *, source: str, now) -> int:
+    """Subscribe the rows the basis allows to one type; returns how many subscriptions changed."""
+    if job.basis == ImportBasis.NONE:
+        return 0
+    evidence_rule = "" if job.basis == ImportBasis.ATTESTED else "AND s.has_evidence "
+    # The candidates: rows that may be subscribed, whose subscription is missing or pending,
+    # and who never withdrew consent for this type or for everything.
+    candidates = (
+        f"FROM {stage} s JOIN crm_contact c ON c.email_normalized = s.email_normalized "
+        f"WHERE NOT s.duplicate AND s.status = 'subscribed' {evidence_rule}"
+        "AND c.email_status = 'ok' AND c.unsubscribed_from_all_at IS NULL "
+        "AND NOT EXISTS (SELECT 1 FROM crm_suppression x WHERE x.email = c.email_normalized) "
+        "AND NOT EXISTS (SELECT 1 FROM crm_subscription u WHERE u.contact_id = c.id "
+        "AND u.subscription_type_id = %s AND u.status <> 'pending') "
+        "AND NOT EXISTS (SELECT 1 FROM crm_consentrecord w WHERE w.contact_id = c.id AND w.action = 'withdrawn' "
+        "AND (w.subscription_type_id = %s OR w.subscription_type_id IS NULL))"
+    )
+    attested = job.basis == ImportBasis.ATTESTED
+    consent_text = job.attestation if attested else "Opt-in recorded by the source system (see evidence)."
+    evidence = (
+        _merged_properties(_json("s.evidence"), _json("%s"), incoming_wins=True) if attested else _json("s.evidence")
+    )
+    params = [json.dumps({"attestation": job.attestation})] if attested else []
+    changed = _execute(
+        "INSERT INTO crm_consentrecord (contact_id, email, subscription_type_id, action, method, lawful_basis, "
+        "source_detail, staff_user_id, consent_text, ip_address, user_agent, evidence, created_at) "
+        f"SELECT c.id, c.email_normalized, %s, 'granted', 'import', %s, %s, CAST(%s AS integer), %s, "
+        f"{'CAST(s.ip AS inet)' if connection.vendor == 'postgresql' else 's.ip'}, '', {evidence}, %s "
+        f"{candidates} ORDER BY s.seq",
+        [type_id, job.lawful_basis, source, job.created_by_id, consent_text, *params, now, type_id, type_id],
+    )
+    _execute(
+        "UPDATE crm_subscription SET status = 'subscribed', subscribed_at = %s, updated_at = %s "
+        f"WHERE subscription_type_id = %s AND status = 'pending' AND contact_id IN (SELECT c.id {candidates})",
+        [now, now, type_id, type_id, type_id],
+    )
+    _execute(
+        "INSERT INTO crm_subscription "
+        "(contact_id, subscription_type_id, status, created_at, subscribed_at, updated_at) "
+        f"SELECT c.id, %s, 'subscribed', %s, COALESCE(s.optin_at, %s), %s {candidates} ORDER BY s.seq "
+        "ON CONFLICT (contact_id, subscription_type_id) DO NOTHING",
+        [type_id, now, now, now, type_id, type_id],
+    )
+    return changed

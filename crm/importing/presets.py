@@ -1,0 +1,318 @@
+"""What other systems' exports mean: one declarative preset per source.
+
+A preset turns one row of its source's export into a `Record`: the address, person fields,
+the row's status (subscribed, unsubscribed, cleaned, …), the consent evidence the source
+kept, and everything else as properties. Columns are found by header name, never by
+position; Mailchimp's leading merge-field labels are localized, so its files are recognised
+by their uppercase system columns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zoneinfo
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+
+
+class RowStatus(StrEnum):
+    """What the source says about the address, from best to worst."""
+
+    SUBSCRIBED = "subscribed"
+    NONSUBSCRIBED = "nonsubscribed"
+    UNSUBSCRIBED = "unsubscribed"
+    CLEANED = "cleaned"
+
+
+@dataclass
+class Record:
+    email: str
+    status: RowStatus
+    fields: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, object] = field(default_factory=dict)
+    evidence: dict[str, str] = field(default_factory=dict)
+    # Whether the source proves opt-in for this row (a time it was given or confirmed).
+    has_optin_evidence: bool = False
+    status_time: str = ""
+    status_note: str = ""
+
+
+PERSON_FIELDS = ("first_name", "last_name", "company", "phone", "time_zone", "language")
+_TIME_ZONES = zoneinfo.available_timezones()
+
+
+def _clean_time_zone(value: str) -> str:
+    return value if value in _TIME_ZONES else ""
+
+
+class Preset:
+    """Base preset: subclasses declare their columns; hook methods handle the rest."""
+
+    name = ""
+    label = ""
+    source_system = ""
+    # Canonical field → header names that may hold it (first match wins; case-insensitive).
+    columns: dict[str, tuple[str, ...]] = {}
+    # Columns that are neither person fields nor properties (consumed by status/evidence).
+    consumed: tuple[str, ...] = ()
+
+    def __init__(self, header: list[str], *, file_name: str = "") -> None:
+        self.header = header
+        self.file_name = file_name
+
+    @classmethod
+    def score(cls, header: list[str], file_name: str) -> int:
+        """How sure this preset is that it reads this header (0: not at all)."""
+        return 0
+
+    @cached_property
+    def _by_lower(self) -> dict[str, str]:
+        return {name.strip().lower(): name for name in self.header}
+
+    def column(self, canonical: str) -> str | None:
+        for candidate in self.columns.get(canonical, ()):
+            found = self._by_lower.get(candidate.lower())
+            if found is not None:
+                return found
+        return None
+
+    @cached_property
+    def email_column(self) -> str | None:
+        return self.column("email")
+
+    @cached_property
+    def mapped(self) -> dict[str, str]:
+        """Canonical person field → header name, for the fields this file has."""
+        return {name: column for name in PERSON_FIELDS if (column := self.column(name))}
+
+    @cached_property
+    def property_columns(self) -> list[str]:
+        used = {self.email_column, *self.mapped.values()}
+        consumed = {name.lower() for name in self.consumed}
+        return [name for name in self.header if name and name not in used and name.lower() not in consumed]
+
+    def record(self, cells: dict[str, str]) -> Record:
+        fields = {name: cells[column].strip() for name, column in self.mapped.items()}
+        if "time_zone" in fields:
+            fields["time_zone"] = _clean_time_zone(fields["time_zone"])
+        record = Record(
+            email=cells.get(self.email_column or "", "").strip(),
+            status=RowStatus.SUBSCRIBED,
+            fields={name: value for name, value in fields.items() if value},
+            properties={name: cells[name] for name in self.property_columns if cells.get(name, "").strip()},
+        )
+        self.interpret(record, cells)
+        return record
+
+    def interpret(self, record: Record, cells: dict[str, str]) -> None:
+        """Set the record's status and evidence from the row (hook for subclasses)."""
+
+
+def _value(cells: dict[str, str], name: str) -> str:
+    return cells.get(name, "").strip()
+
+
+class MailchimpPreset(Preset):
+    name = "mailchimp"
+    label = "Mailchimp audience export (ZIP or CSV)"
+    source_system = "Mailchimp"
+    SYSTEM_COLUMNS = ("MEMBER_RATING", "OPTIN_TIME", "OPTIN_IP", "CONFIRM_TIME", "CONFIRM_IP", "LEID", "EUID")
+    EVIDENCE_COLUMNS = ("OPTIN_TIME", "OPTIN_IP", "CONFIRM_TIME", "CONFIRM_IP", "LEID", "EUID", "MEMBER_RATING")
+    columns = {
+        "email": (
+            "Email Address",
+            "Emailadresse",
+            "E-Mail-Adresse",
+            "E-Mail Adresse",
+            "Adresse email",
+            "Adresse e-mail",
+            "Adresse électronique",
+            "Correo electrónico",
+            "Dirección de correo electrónico",
+            "Endereço de email",
+            "Endereço de e-mail",
+            "Indirizzo email",
+            "Indirizzo e-mail",
+            "E-mailadres",
+            "Email",
+        ),
+        "first_name": ("First Name", "Vorname", "Prénom", "Nombre", "Nome", "Voornaam"),
+        "last_name": ("Last Name", "Nachname", "Nom", "Apellido", "Apellidos", "Sobrenome", "Cognome", "Achternaam"),
+        "company": ("Company", "Firma", "Unternehmen", "Entreprise", "Empresa", "Azienda", "Bedrijf"),
+        "phone": ("Phone Number", "Telefonnummer", "Téléphone", "Teléfono", "Telefone", "Telefono"),
+        "time_zone": ("TIMEZONE",),
+    }
+    consumed = (
+        *EVIDENCE_COLUMNS,
+        "LAST_CHANGED",
+        "UNSUB_TIME",
+        "UNSUB_CAMPAIGN_TITLE",
+        "UNSUB_CAMPAIGN_ID",
+        "UNSUB_REASON",
+        "UNSUB_REASON_OTHER",
+        "CLEAN_TIME",
+        "CLEAN_CAMPAIGN_TITLE",
+        "CLEAN_CAMPAIGN_ID",
+    )
+    _FILE_STATUS = re.compile(r"^(subscribed|unsubscribed|cleaned|nonsubscribed)_", re.IGNORECASE)
+
+    @classmethod
+    def score(cls, header: list[str], file_name: str) -> int:
+        present = sum(1 for column in cls.SYSTEM_COLUMNS if column in header)
+        return 10 * present if present >= 3 else 0
+
+    @cached_property
+    def email_column(self) -> str | None:
+        # A localized label we do not know is still the first column: Mailchimp always puts it there.
+        return self.column("email") or (self.header[0] if self.header else None)
+
+    @cached_property
+    def file_status(self) -> RowStatus:
+        match = self._FILE_STATUS.match(self.file_name)
+        if match:
+            return RowStatus(match.group(1).lower())
+        if "CLEAN_TIME" in self.header:
+            return RowStatus.CLEANED
+        if "UNSUB_TIME" in self.header:
+            return RowStatus.UNSUBSCRIBED
+        return RowStatus.SUBSCRIBED
+
+    def interpret(self, record: Record, cells: dict[str, str]) -> None:
+        record.status = self.file_status
+        record.evidence = {name: value for name in self.EVIDENCE_COLUMNS if (value := _value(cells, name))}
+        record.has_optin_evidence = bool(_value(cells, "OPTIN_TIME") or _value(cells, "CONFIRM_TIME"))
+        if record.status == RowStatus.UNSUBSCRIBED:
+            record.status_time = _value(cells, "UNSUB_TIME")
+            record.status_note = " · ".join(
+                value
+                for name in ("UNSUB_REASON", "UNSUB_REASON_OTHER", "UNSUB_CAMPAIGN_TITLE")
+                if (value := _value(cells, name))
+            )
+        elif record.status == RowStatus.CLEANED:
+            record.status_time = _value(cells, "CLEAN_TIME")
+            record.status_note = _value(cells, "CLEAN_CAMPAIGN_TITLE")
+
+
+class ListmonkPreset(Preset):
+    """listmonk's subscriber export. `enabled` is not proof of opt-in; `blocklisted` is an opt-out."""
+
+    name = "listmonk"
+    label = "listmonk subscribers export"
+    source_system = "listmonk"
+    columns = {"email": ("email",)}
+    consumed = ("name", "attributes", "status", "uuid", "created_at", "updated_at")
+
+    @classmethod
+    def score(cls, header: list[str], file_name: str) -> int:
+        names = {name.lower() for name in header}
+        return 20 if {"uuid", "email", "name", "attributes", "status"} <= names else 0
+
+    def interpret(self, record: Record, cells: dict[str, str]) -> None:
+        first, _, last = _value(cells, "name").partition(" ")
+        record.fields.update({name: value for name, value in (("first_name", first), ("last_name", last)) if value})
+        try:
+            attributes = json.loads(_value(cells, "attributes") or "{}")
+        except json.JSONDecodeError:
+            attributes = {"attributes": _value(cells, "attributes")}
+        if isinstance(attributes, dict):
+            record.properties.update(attributes)
+        record.evidence = {name: value for name in ("uuid", "created_at") if (value := _value(cells, name))}
+        if _value(cells, "status").lower() == "blocklisted":
+            record.status = RowStatus.UNSUBSCRIBED
+            record.status_time = _value(cells, "updated_at")
+            record.status_note = "blocklisted in listmonk"
+
+
+class MauticPreset(Preset):
+    name = "mautic"
+    label = "Mautic contacts export"
+    source_system = "Mautic"
+    columns = {
+        "email": ("email",),
+        "first_name": ("firstname",),
+        "last_name": ("lastname",),
+        "company": ("company",),
+        "phone": ("phone", "mobile"),
+        "time_zone": ("timezone",),
+        "language": ("preferred_locale",),
+    }
+    consumed = ("id", "doNotEmail", "dateAdded", "ip")
+
+    @classmethod
+    def score(cls, header: list[str], file_name: str) -> int:
+        names = {name.lower() for name in header}
+        return 15 if {"email", "firstname", "lastname"} <= names and "id" in names else 0
+
+    def interpret(self, record: Record, cells: dict[str, str]) -> None:
+        record.evidence = {
+            name: value for name in ("id", "dateAdded", "dateIdentified", "ip") if (value := _value(cells, name))
+        }
+        if _value(cells, "doNotEmail").lower() in {"1", "true", "yes"}:
+            record.status = RowStatus.UNSUBSCRIBED
+            record.status_note = "do not contact (email) in Mautic"
+
+
+class HubSpotPreset(Preset):
+    name = "hubspot"
+    label = "HubSpot contacts export"
+    source_system = "HubSpot"
+    columns = {
+        "email": ("Email",),
+        "first_name": ("First Name",),
+        "last_name": ("Last Name",),
+        "company": ("Company Name", "Associated Company"),
+        "phone": ("Phone Number", "Mobile Phone Number"),
+        "time_zone": ("Time Zone",),
+        "language": ("Preferred language",),
+    }
+    consumed = ("Record ID", "Unsubscribed from all email", "Marketing contact status")
+
+    @classmethod
+    def score(cls, header: list[str], file_name: str) -> int:
+        return 15 if "Record ID" in header and "Email" in header else 0
+
+    def interpret(self, record: Record, cells: dict[str, str]) -> None:
+        record.evidence = {"Record ID": value} if (value := _value(cells, "Record ID")) else {}
+        if _value(cells, "Unsubscribed from all email").lower() in {"true", "yes", "1"}:
+            record.status = RowStatus.UNSUBSCRIBED
+            record.status_note = "unsubscribed from all email in HubSpot"
+
+
+class GenericPreset(Preset):
+    """Any CSV, with the columns named by the operator (or guessed from common names)."""
+
+    name = "generic"
+    label = "Other CSV (map the columns)"
+    source_system = "CSV"
+    columns = {
+        "email": ("email", "e-mail", "email address", "mail", "emailaddress"),
+        "first_name": ("first_name", "first name", "firstname", "given name"),
+        "last_name": ("last_name", "last name", "lastname", "surname", "family name"),
+        "company": ("company", "organization", "organisation"),
+        "phone": ("phone", "phone number", "mobile"),
+        "time_zone": ("time_zone", "timezone", "time zone"),
+        "language": ("language", "locale"),
+    }
+
+    def __init__(self, header: list[str], *, file_name: str = "", mapping: dict[str, str] | None = None) -> None:
+        super().__init__(header, file_name=file_name)
+        self.explicit = {name: column for name, column in (mapping or {}).items() if column in header}
+
+    def column(self, canonical: str) -> str | None:
+        return self.explicit.get(canonical) or super().column(canonical)
+
+    @classmethod
+    def score(cls, header: list[str], file_name: str) -> int:
+        return 1
+
+
+PRESETS: dict[str, type[Preset]] = {
+    preset.name: preset for preset in (MailchimpPreset, HubSpotPreset, ListmonkPreset, MauticPreset, GenericPreset)
+}
+
+
+def detect_preset(header: list[str], file_name: str) -> type[Preset]:
+    """The preset that recognises this header best (the generic one if none does)."""
+    return max(PRESETS.values(), key=lambda preset: preset.score(header, file_name))
