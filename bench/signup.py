@@ -16,6 +16,7 @@ import argparse
 import base64
 import json
 import os
+import secrets
 import statistics
 import sys
 import time
@@ -33,7 +34,7 @@ def configure(database_url: str) -> None:
     os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     os.environ["DEBUG"] = "false"
-    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key")
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     os.environ["ALLOWED_HOSTS"] = "testserver"
     ensure_database(database_url)
 
