@@ -7,10 +7,18 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django_altcha import AltchaField
 
-from crm.addresses import parse_address
+from crm.addresses import Address, parse_address
 from crm.models import SignupForm, SubscriptionType
 
 HONEYPOT_FIELD = "website"
+
+
+def valid_address(value: str) -> Address:
+    """The parsed address, or a ValidationError a visitor understands (no parser jargon)."""
+    try:
+        return parse_address(value)
+    except ValidationError as exc:
+        raise ValidationError("Enter a valid email address, like name@example.com.") from exc
 
 
 def altcha_field() -> AltchaField:
@@ -59,10 +67,7 @@ class PublicSignupForm(forms.Form):
         self.fields["altcha"] = altcha_field()
 
     def clean_email(self) -> str:
-        try:
-            return parse_address(self.cleaned_data["email"]).given
-        except ValidationError as exc:
-            raise ValidationError("Enter a valid email address, like name@example.com.") from exc
+        return valid_address(self.cleaned_data["email"]).given
 
     def is_bot(self) -> bool:
         return bool(self.data.get(HONEYPOT_FIELD))
@@ -90,7 +95,4 @@ class NewConfirmationLinkForm(forms.Form):
         self.fields["altcha"] = altcha_field()
 
     def clean_email(self) -> str:
-        try:
-            return parse_address(self.cleaned_data["email"]).normalized
-        except ValidationError as exc:
-            raise ValidationError("Enter a valid email address, like name@example.com.") from exc
+        return valid_address(self.cleaned_data["email"]).normalized

@@ -226,8 +226,8 @@ def send_confirmation_email(contact_id: int, subscription_type_ids: list[int], s
     return True
 
 
-def _contact_for(contact_id: int, email: str) -> Contact | None:
-    # The address must still match: a token never acts on a contact whose address changed.
+def contact_for(contact_id: int, email: str) -> Contact | None:
+    """The contact a link was made for, or None if it was deleted or its address changed since."""
     return Contact.objects.filter(pk=contact_id, email_normalized=email).first()
 
 
@@ -235,7 +235,7 @@ def _contact_for(contact_id: int, email: str) -> Contact | None:
 def confirm_subscriptions(request: links.ConfirmRequest, *, visitor: Visitor, now: datetime) -> Outcome:
     """Confirm the pending subscriptions a confirmation link names. Confirming twice is harmless."""
     outcome = Outcome()
-    contact = _contact_for(request.contact_id, request.email)
+    contact = contact_for(request.contact_id, request.email)
     if contact is None or not _may_receive_system_mail(contact):
         return outcome
     subscriptions = Subscription.objects.select_for_update().filter(
@@ -320,7 +320,7 @@ def unsubscribe_by_link(ref: links.ContactRef, *, visitor: Visitor, now: datetim
     import cannot bring it back. Idempotent.
     """
     outcome = Outcome()
-    contact = _contact_for(ref.contact_id, ref.email)
+    contact = contact_for(ref.contact_id, ref.email)
     subscription_type = None
     if ref.subscription_type_id is not None and not everything:
         subscription_type = SubscriptionType.objects.filter(pk=ref.subscription_type_id).first()

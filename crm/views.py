@@ -19,7 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from crm import links, optin, ratelimit
 from crm.forms import NewConfirmationLinkForm, PreferencesForm, PublicSignupForm
-from crm.models import Contact, SignupForm, Subscription, SubscriptionStatus, SubscriptionType
+from crm.models import SignupForm, Subscription, SubscriptionStatus, SubscriptionType
 
 
 def _visitor(request: HttpRequest) -> optin.Visitor:
@@ -121,11 +121,8 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
     signup_form = SignupForm.objects.filter(pk=confirm_request.signup_form_id).first()
     if outcome.subscribed and signup_form and signup_form.confirmed_redirect_url:
         return redirect(signup_form.confirmed_redirect_url)
-    contact = Contact.objects.filter(pk=confirm_request.contact_id, email_normalized=confirm_request.email).first()
-    context = {
-        "outcome": outcome,
-        "preferences_url": links.preferences_url(contact) if contact else None,
-    }
+    contact = optin.contact_for(confirm_request.contact_id, confirm_request.email)
+    context = {"outcome": outcome, "preferences_url": links.preferences_url(contact) if contact else None}
     return render(request, "crm/public/confirmed.html", context)
 
 
@@ -174,7 +171,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
                 visitor=_visitor(request),
                 now=timezone.now(),
             )
-    contact = Contact.objects.filter(pk=ref.contact_id, email_normalized=ref.email).first()
+    contact = optin.contact_for(ref.contact_id, ref.email)
     current = (
         Subscription.objects.filter(
             contact=contact, status__in=[SubscriptionStatus.SUBSCRIBED, SubscriptionStatus.PENDING]
@@ -214,7 +211,7 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     outcome = optin.unsubscribe_by_link(ref, visitor=_visitor(request), now=timezone.now(), everything=everything)
     if one_click:
         return HttpResponse("You are unsubscribed.\n", content_type="text/plain")
-    contact = Contact.objects.filter(pk=ref.contact_id, email_normalized=ref.email).first()
+    contact = optin.contact_for(ref.contact_id, ref.email)
     context = {
         "outcome": outcome,
         "subscription_type": subscription_type,
