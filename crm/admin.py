@@ -1,21 +1,26 @@
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import FileResponse, HttpRequest, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from crm import consent, optin, suppression
 from crm.addresses import normalize_address
-from crm.exporting import EXPORT_COLUMNS, contact_rows, stream_csv
+from crm.exporting import EXPORT_COLUMNS, contact_record, contact_rows, stream_csv, write_xlsx
 from crm.models import (
     ConsentAction,
     ConsentMethod,
@@ -193,7 +198,7 @@ class ContactAdmin(admin.ModelAdmin):
     list_per_page = 50
     raw_id_fields = ["owner"]
     inlines = [SubscriptionInline, ConsentHistoryInline]
-    actions = ["unsubscribe_from_all", "suppress", "export_selected"]
+    actions = ["unsubscribe_from_all", "suppress", "export_selected", "export_selected_xlsx"]
     readonly_fields = [
         "status_badges",
         "email_normalized",
@@ -391,6 +396,31 @@ class ContactAdmin(admin.ModelAdmin):
             stream_csv(contact_rows(queryset), EXPORT_COLUMNS), content_type="text/csv; charset=utf-8"
         )
         response["Content-Disposition"] = f'attachment; filename="contacts-{stamp}.csv"'
+        return response
+
+    @admin.action(description="Export as Excel (XLSX)", permissions=["view"])
+    def export_selected_xlsx(self, request, queryset):
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        # Deleted when the response closes it, after the download.
+        handle = tempfile.NamedTemporaryFile(suffix=".xlsx")  # noqa: SIM115 (FileResponse closes it)
+        write_xlsx(contact_rows(queryset), EXPORT_COLUMNS, Path(handle.name))
+        return FileResponse(handle, as_attachment=True, filename=f"contacts-{stamp}.xlsx")
+
+    def get_urls(self):
+        data = path(
+            "<int:contact_id>/data.json",
+            self.admin_site.admin_view(self.data_view),
+            name="crm_contact_data",
+        )
+        return [data, *super().get_urls()]
+
+    def data_view(self, request, contact_id: int):
+        """Everything we hold about one contact, as JSON (for data-subject access requests)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        contact = get_object_or_404(Contact, pk=contact_id)
+        response = JsonResponse(contact_record(contact), json_dumps_params={"indent": 2, "ensure_ascii": False})
+        response["Content-Disposition"] = f'attachment; filename="contact-{contact.pk}.json"'
         return response
 
     class Media:
