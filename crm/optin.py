@@ -171,7 +171,7 @@ def request_confirmation(contact: Contact, *, now: datetime, signup_form_id: int
     if not type_ids:
         return False
     pending.update(confirmation_sent_at=now)
-    from crm import tasks
+    from crm import tasks  # crm.tasks imports this module: import at call time.
 
     tasks.send_confirmation_email.delay_on_commit(contact.pk, type_ids, signup_form_id)
     return True
