@@ -240,6 +240,13 @@ ALTCHA_HMAC_KEY = env_str("ALTCHA_HMAC_KEY", "") or hashlib.sha256(f"altcha:{SEC
 ALTCHA_MAX_NUMBER = env_int("ALTCHA_MAX_NUMBER", 100_000, minimum=1000)
 ALTCHA_CHALLENGE_EXPIRE = env_int("ALTCHA_CHALLENGE_EXPIRE_SECONDS", 1200, minimum=30) * 1000
 
+# Contact imports from the admin. Uploads wait here until their job ends; the web server and
+# the Celery workers must both see this directory (shared storage when they run on several hosts).
+IMPORT_UPLOAD_DIR = Path(env_str("IMPORT_UPLOAD_DIR", str(VAR_DIR / "imports")))
+# The preview is a dry run of this many data rows (of each file in a ZIP); the full run happens
+# once, in Celery, after staff confirm.
+IMPORT_PREVIEW_ROWS = env_int("IMPORT_PREVIEW_ROWS", 1000, minimum=1)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

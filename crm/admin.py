@@ -649,3 +649,6 @@ class PendingSubscriptionAdmin(admin.ModelAdmin):
             ),
             messages.SUCCESS,
         )
+
+
+from crm.importing import admin as import_admin  # noqa: E402, F401

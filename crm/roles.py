@@ -40,6 +40,8 @@ _MODEL_RULES: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         # Lifting a suppression could re-mail a bounced or complaining address.
         ("crm", "suppression"): frozenset({"add", "view"}),
         ("crm", "subscriptiontype"): frozenset({"add", "change", "view"}),
+        # Import jobs are the record of who imported what.
+        ("crm", "importjob"): frozenset({"add", "change", "view"}),
     },
     VIEWER: {},
 }

@@ -2,6 +2,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from crm import optin
+from crm.importing import flow
 
 
 @shared_task(ignore_result=True)
@@ -12,3 +13,8 @@ def send_confirmation_email(contact_id: int, subscription_type_ids: list[int], s
 @shared_task(ignore_result=True)
 def clean_up_pending_subscriptions() -> None:
     optin.clean_up_pending_subscriptions(now=timezone.now())
+
+
+@shared_task(ignore_result=True)
+def run_import_job(job_id: int) -> None:
+    flow.run_job(job_id, now=timezone.now())

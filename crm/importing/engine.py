@@ -36,6 +36,7 @@ from crm.models import ImportBasis, ImportJob, ImportProblem, ImportStatus
 
 PROBLEM_BATCH = 1000
 PROGRESS_EVERY = 10_000
+STAGE_BATCH = 5000
 
 STAGE_COLUMNS = [
     ("seq", "bigint NOT NULL"),
@@ -199,31 +200,45 @@ def _create_stage(table: str) -> None:
 
 
 def _fill_stage(table: str, rows: Iterator[tuple]) -> None:
+    # A batch is collected before it is written, and each is written in a short transaction of
+    # its own: the row generator flushes problems and reports progress (which may cancel the
+    # job) on this connection, which psycopg cannot share with an open COPY, and on SQLite
+    # other writers (the admin's cancel) get the lock between batches.
+    batch: list[tuple] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == STAGE_BATCH:
+            _write_stage(table, batch)
+            batch = []
+    if batch:
+        _write_stage(table, batch)
+
+
+def _write_stage(table: str, batch: list[tuple]) -> None:
     names = [name for name, _ in STAGE_COLUMNS]
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             with cursor.cursor.copy(f"COPY {_quote(table)} ({', '.join(names)}) FROM STDIN") as copy:
-                for row in rows:
+                for row in batch:
                     copy.write_row(row)
             return
         placeholders = ", ".join(["%s"] * len(names))
-        batch: list[tuple] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) == 5000:
-                cursor.executemany(f"INSERT INTO {_quote(table)} ({', '.join(names)}) VALUES ({placeholders})", batch)
-                batch = []
-        if batch:
-            cursor.executemany(f"INSERT INTO {_quote(table)} ({', '.join(names)}) VALUES ({placeholders})", batch)
+        cursor.executemany(f"INSERT INTO {_quote(table)} ({', '.join(names)}) VALUES ({placeholders})", batch)
 
 
-def stage_file(job: ImportJob, path: Path, *, table: str, progress: Callable[[int], None] | None = None) -> Counts:
-    """Read every table of the file into the staging table `table`; record each bad row."""
+def stage_file(
+    job: ImportJob,
+    path: Path,
+    *,
+    table: str,
+    progress: Callable[[int], None] | None = None,
+    limit: int | None = None,
+) -> Counts:
+    """Read every table of the file (its first `limit` rows) into the staging table `table`; record each bad row."""
     stager = _Stager(job, table, progress)
     _create_stage(table)
-    with transaction.atomic():
-        _fill_stage(table, stager.staged_rows(open_tables(path, display_name=job.file_name)))
-        stager.flush_problems()
+    _fill_stage(table, stager.staged_rows(open_tables(path, display_name=job.file_name, limit=limit)))
+    stager.flush_problems()
     with connection.cursor() as cursor:
         index = _quote(f"{table}_email")
         cursor.execute(f"CREATE INDEX {index} ON {_quote(table)} (email_normalized, seq)")
@@ -232,23 +247,32 @@ def stage_file(job: ImportJob, path: Path, *, table: str, progress: Callable[[in
     return stager.counts
 
 
-def run_import(job: ImportJob, path: Path, *, now: datetime, progress: Callable[[int], None] | None = None) -> Counts:
+def run_import(
+    job: ImportJob,
+    path: Path,
+    *,
+    now: datetime,
+    progress: Callable[[int], None] | None = None,
+    limit: int | None = None,
+) -> Counts:
     """Import the file at `path` as `job` describes; a dry run applies everything, then rolls back.
 
-    Updates the job's status, counts and problems. Raises what the file or database raised
-    after marking the job failed.
+    `limit` reads only the first rows of each table (the admin's preview). Updates the job's
+    status, counts and problems. Raises what the file, the database or `progress` raised after
+    marking the job failed, unless it was cancelled meanwhile.
     """
     table = f"crm_import_stage_{job.pk}"
     ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.RUNNING, started_at=now)
     job.problems.all().delete()
     try:
-        counts = stage_file(job, path, table=table, progress=progress)
+        counts = stage_file(job, path, table=table, progress=progress, limit=limit)
         with transaction.atomic():
             _apply(job, table, counts, now=now)
             if job.dry_run:
                 transaction.set_rollback(True)
     except Exception as exc:
-        ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.FAILED, message=str(exc)[:2000])
+        running = ImportJob.objects.filter(pk=job.pk, status=ImportStatus.RUNNING)
+        running.update(status=ImportStatus.FAILED, message=str(exc)[:2000])
         raise
     finally:
         with connection.cursor() as cursor:

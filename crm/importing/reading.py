@@ -13,6 +13,7 @@ import io
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
@@ -100,8 +101,11 @@ def _binary_garbage(sample: bytes, encoding: str) -> bool:
     return controls > max(8, len(text) // 100)
 
 
-def read_table(binary: BinaryIO, name: str) -> Table:
-    """Open one CSV stream. Raises UnreadableFile for binary data, an empty file or no header."""
+def read_table(binary: BinaryIO, name: str, *, limit: int | None = None) -> Table:
+    """Open one CSV stream. Raises UnreadableFile for binary data, an empty file or no header.
+
+    `limit` yields only the first rows (the admin's preview reads a bounded sample).
+    """
     buffered = io.BufferedReader(binary, SAMPLE_BYTES) if not isinstance(binary, io.BufferedReader) else binary
     sample = buffered.peek(SAMPLE_BYTES)[:SAMPLE_BYTES]
     if not sample.strip():
@@ -118,12 +122,13 @@ def read_table(binary: BinaryIO, name: str) -> Table:
     header = [cell.strip() for cell in next(csv.reader([header_line], delimiter=delimiter))]
     if not any(header):
         raise UnreadableFile(f"{name}: the first line must be a header naming the columns.")
+    rows = _rows(lines, header, delimiter)
     return Table(
         name=name,
         header=header,
         encoding=encoding,
         delimiter=delimiter,
-        rows=_rows(lines, header, delimiter),
+        rows=rows if limit is None else islice(rows, limit),
     )
 
 
@@ -154,8 +159,8 @@ def _rows(lines: Iterator[str], header: list[str], delimiter: str) -> Iterator[R
         yield Row(line=start, cells=dict(zip(header, cells, strict=True)))
 
 
-def open_tables(path: Path, *, display_name: str | None = None) -> Iterator[Table]:
-    """The tables in an uploaded file: each CSV of a ZIP in name order, or the file itself."""
+def open_tables(path: Path, *, display_name: str | None = None, limit: int | None = None) -> Iterator[Table]:
+    """The tables in an uploaded file: each CSV of a ZIP in name order, or the file itself (`limit` rows each)."""
     name = display_name or path.name
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
@@ -171,7 +176,7 @@ def open_tables(path: Path, *, display_name: str | None = None) -> Iterator[Tabl
                 raise UnreadableFile(f"{name}: the ZIP file holds no CSV file.")
             for member in members:
                 with archive.open(member) as stream:
-                    yield read_table(stream, Path(member).name)
+                    yield read_table(stream, Path(member).name, limit=limit)
         return
     with path.open("rb") as stream:
-        yield read_table(stream, name)
+        yield read_table(stream, name, limit=limit)

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from crm.importing.engine import run_import
+from crm.importing.flow import ERROR_REPORT_COLUMNS, error_report_rows
 from crm.importing.presets import PRESETS
 from crm.importing.reading import UnreadableFile
 from crm.models import FieldPolicy, ImportBasis, ImportJob, LawfulBasis, SubscriptionType
@@ -72,8 +73,8 @@ class Command(BaseCommand):
         if options["errors"] and problems.exists():
             with options["errors"].open("w", newline="", encoding="utf-8") as report:
                 writer = csv.writer(report)
-                writer.writerow(["file", "line", "column", "value", "reason"])
-                writer.writerows(problems.values_list("file_name", "line", "column", "value", "reason").iterator())
+                writer.writerow(ERROR_REPORT_COLUMNS)
+                writer.writerows(error_report_rows(job))
             self.stdout.write(f"Error report: {options['errors']}")
 
     def show_progress(self, rows: int) -> None:
