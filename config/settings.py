@@ -246,6 +246,9 @@ IMPORT_UPLOAD_DIR = Path(env_str("IMPORT_UPLOAD_DIR", str(VAR_DIR / "imports")))
 # The preview is a dry run of this many data rows (of each file in a ZIP); the full run happens
 # once, in Celery, after staff confirm.
 IMPORT_PREVIEW_ROWS = env_int("IMPORT_PREVIEW_ROWS", 1000, minimum=1)
+# A running import that reports no progress for this long lost its worker and is restarted.
+IMPORT_STALE_MINUTES = env_int("IMPORT_STALE_MINUTES", 30, minimum=5)
+IMPORT_MAX_ATTEMPTS = env_int("IMPORT_MAX_ATTEMPTS", 3, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -414,6 +414,8 @@ class ImportJob(models.Model):
     status = models.CharField(max_length=16, choices=ImportStatus, default=ImportStatus.PENDING)
     counts = models.JSONField(default=dict, blank=True)
     rows_read = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="How many times a worker started this job.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="When a worker last reported progress.")
     message = models.TextField(blank=True, help_text="Why the job failed, if it did.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -18,3 +18,8 @@ def clean_up_pending_subscriptions() -> None:
 @shared_task(ignore_result=True)
 def run_import_job(job_id: int) -> None:
     flow.run_job(job_id, now=timezone.now())
+
+
+@shared_task(ignore_result=True)
+def recover_abandoned_imports() -> None:
+    flow.recover_abandoned_imports(now=timezone.now())

@@ -12,12 +12,13 @@ import uuid
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
+from django.db.models import F
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
@@ -221,7 +222,7 @@ def run_job(job_id: int, *, now: datetime) -> None:
     recorded on the job and raised.
     """
     claimed = ImportJob.objects.filter(pk=job_id, status=ImportStatus.PENDING, dry_run=False).update(
-        status=ImportStatus.RUNNING, started_at=now
+        status=ImportStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
     )
     if not claimed:
         return
@@ -244,8 +245,46 @@ def run_job(job_id: int, *, now: datetime) -> None:
 
 def report_progress(job_id: int, rows: int) -> None:
     """Record how many rows a running job has read; raise Cancelled if it is no longer running."""
-    if not ImportJob.objects.filter(pk=job_id, status=ImportStatus.RUNNING).update(rows_read=rows):
+    running = ImportJob.objects.filter(pk=job_id, status=ImportStatus.RUNNING)
+    if not running.update(rows_read=rows, heartbeat_at=timezone.now()):
         raise Cancelled(f"import #{job_id} was cancelled")
+
+
+def recover_abandoned_imports(*, now: datetime) -> int:
+    """Restart jobs whose worker died; drop drafts nobody confirmed. Returns how many jobs it touched.
+
+    A running job that has not reported progress for IMPORT_STALE_MINUTES lost its worker
+    (killed, restarted, out of memory). Nothing of it was applied — the apply is one
+    transaction — and importing is idempotent, so it is queued again from the start, up to
+    IMPORT_MAX_ATTEMPTS times; then it fails and says so. Drafts older than a day are
+    cancelled and their uploads deleted.
+    """
+    stale = ImportJob.objects.filter(
+        status=ImportStatus.RUNNING, heartbeat_at__lt=now - timedelta(minutes=settings.IMPORT_STALE_MINUTES)
+    )
+    given_up = stale.filter(attempts__gte=settings.IMPORT_MAX_ATTEMPTS)
+    for job in given_up:
+        Path(job.file_path).unlink(missing_ok=True)
+    touched = given_up.update(
+        status=ImportStatus.FAILED,
+        finished_at=now,
+        message="The worker stopped during every attempt; nothing was applied. Upload the file again to retry.",
+    )
+    restarted = list(stale.exclude(attempts__gte=settings.IMPORT_MAX_ATTEMPTS).values_list("pk", flat=True))
+    touched += ImportJob.objects.filter(pk__in=restarted, status=ImportStatus.RUNNING).update(
+        status=ImportStatus.PENDING,
+        rows_read=0,
+        message="The worker stopped during the import; nothing was applied, so it was started again.",
+    )
+    from crm import tasks  # crm.tasks imports this module: import at call time.
+
+    for job_id in restarted:
+        tasks.run_import_job.delay_on_commit(job_id)
+    drafts = ImportJob.objects.filter(status=ImportStatus.PENDING, dry_run=True, created_at__lt=now - timedelta(days=1))
+    for job in drafts:
+        Path(job.file_path).unlink(missing_ok=True)
+    touched += drafts.update(status=ImportStatus.CANCELLED, finished_at=now, message="Never confirmed.")
+    return touched
 
 
 def estimate_rows(path: Path) -> int | None:

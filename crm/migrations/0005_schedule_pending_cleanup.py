@@ -1,27 +1,23 @@
 from django.db import migrations
 
+from crm.schedules import ensure_periodic_task, remove_periodic_task
+
 TASK_NAME = "Clean up unconfirmed subscriptions"
 
 
 def schedule(apps, schema_editor):
-    # Created once: staff may change or disable it in the admin and later migrations keep that.
-    CrontabSchedule = apps.get_model("django_celery_beat", "CrontabSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    if PeriodicTask.objects.filter(name=TASK_NAME).exists():
-        return
-    crontab, _ = CrontabSchedule.objects.get_or_create(
-        minute="17", hour="3", day_of_week="*", day_of_month="*", month_of_year="*", timezone="UTC"
-    )
-    PeriodicTask.objects.create(
+    ensure_periodic_task(
+        apps,
         name=TASK_NAME,
         task="crm.tasks.clean_up_pending_subscriptions",
-        crontab=crontab,
         description="Drops double opt-in requests never confirmed within PENDING_SUBSCRIPTION_CLEANUP_DAYS.",
+        minute="17",
+        hour="3",
     )
 
 
 def unschedule(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name=TASK_NAME).delete()
+    remove_periodic_task(apps, name=TASK_NAME)
 
 
 class Migration(migrations.Migration):
