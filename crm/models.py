@@ -56,7 +56,7 @@ class Contact(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     # Engagement, maintained by the send pipeline and event recording.
@@ -140,8 +140,11 @@ class SubscriptionStatus(models.TextChoices):
 
 
 class Subscription(models.Model):
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="subscriptions")
-    subscription_type = models.ForeignKey(SubscriptionType, on_delete=models.PROTECT, related_name="subscriptions")
+    # Both keys are served by the composite indexes below; single-column ones would only slow writes.
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="subscriptions", db_index=False)
+    subscription_type = models.ForeignKey(
+        SubscriptionType, on_delete=models.PROTECT, related_name="subscriptions", db_index=False
+    )
     status = models.CharField(max_length=16, choices=SubscriptionStatus, default=SubscriptionStatus.PENDING)
     created_at = models.DateTimeField(auto_now_add=True)
     requested_at = models.DateTimeField(
@@ -211,6 +214,7 @@ class ConsentRecord(models.Model):
         Contact,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,  # crm_consent_contact_idx starts with it
         related_name="consent_records",
     )
     email = models.CharField(max_length=254, db_index=True, help_text="Normalized address at the time.")
@@ -232,7 +236,12 @@ class ConsentRecord(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     signup_form = models.ForeignKey(
-        "SignupForm", null=True, blank=True, on_delete=models.PROTECT, related_name="consent_records"
+        "SignupForm",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        db_index=False,  # crm_consent_form_idx starts with it
+        related_name="consent_records",
     )
     consent_text = models.TextField(blank=True, help_text="The exact words shown, or their version.")
     ip_address = models.GenericIPAddressField(null=True, blank=True)
