@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import random
 import re
+import secrets
 import sys
 import tempfile
 import time
@@ -160,7 +161,7 @@ def setup_django(database_url: str) -> None:
     os.environ["DATABASE_URL"] = database_url
     # Production-like: no DEBUG query log, which would also grow the importing process.
     os.environ["DEBUG"] = "0"
-    os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     django.setup()
 
