@@ -16,21 +16,16 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import secrets
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-import django
-import psycopg
+from common import configure_django, ensure_database
 from django.apps import apps
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.test import Client
@@ -38,7 +33,6 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/deliverwell_bench"
 CHANGELIST_URL = "/admin/crm/contact/"
 
@@ -143,27 +137,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def ensure_database(database_url: str) -> None:
-    """Create the benchmark database if it does not exist yet."""
-    url = urlsplit(database_url)
-    name = url.path.lstrip("/")
-    with psycopg.connect(url._replace(path="/postgres").geturl(), autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def configure_django(database_url: str) -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    os.environ["DATABASE_URL"] = database_url
-    # Production-like: no DEBUG query log; the test client talks plain HTTP to "testserver".
-    os.environ["DEBUG"] = "0"
-    os.environ["ALLOWED_HOSTS"] = "testserver"
-    os.environ["SESSION_COOKIE_SECURE"] = "0"
-    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    django.setup()
-    call_command("migrate", interactive=False, verbosity=0)
+def setup(database_url: str) -> None:
+    # The test client talks plain HTTP to "testserver".
+    configure_django(database_url, ALLOWED_HOSTS="testserver", SESSION_COOKIE_SECURE="0")
 
 
 def reset_tables() -> list[int]:
@@ -431,7 +407,7 @@ def print_summary(results: list[SizeResult], views: list[View]) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     ensure_database(args.database_url)
-    configure_django(args.database_url)
+    setup(args.database_url)
     now = timezone.now()
     type_ids = reset_tables()
     client = logged_in_client()

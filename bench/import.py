@@ -23,8 +23,6 @@ import multiprocessing
 import os
 import random
 import re
-import secrets
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -36,11 +34,10 @@ from itertools import islice
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import django
 import psycopg
+from common import configure_django, ensure_database
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/deliverwell_bench_import"
 SEED = 20261122
 EXPORT_HASH = hashlib.sha256(str(SEED).encode()).hexdigest()[:10]
@@ -144,26 +141,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if "bench" not in urlsplit(args.database_url).path:
         parser.error("the benchmark empties the CRM tables: use a database whose name contains 'bench'")
     return args
-
-
-def ensure_database(database_url: str) -> None:
-    """Create the benchmark database if it does not exist yet."""
-    url = urlsplit(database_url)
-    name = url.path.lstrip("/")
-    with psycopg.connect(url._replace(path="/postgres").geturl(), autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def setup_django(database_url: str) -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    os.environ["DATABASE_URL"] = database_url
-    # Production-like: no DEBUG query log, which would also grow the importing process.
-    os.environ["DEBUG"] = "0"
-    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    django.setup()
 
 
 # The export.
@@ -327,7 +304,7 @@ def copy_baseline(database_url: str, path: Path) -> Measured:
 
 def import_row_by_row(database_url: str, path: Path, rows: int) -> Measured:
     """django-import-export's plain path: per row a lookup by address and a save() in a savepoint."""
-    setup_django(database_url)
+    configure_django(database_url)
     import tablib
     from import_export.resources import ModelResource
 
@@ -370,7 +347,7 @@ def statement_label(statement: str) -> str:
 
 def import_file(database_url: str, path: Path) -> Measured:
     """One real import of one file: a job with one subscription type and basis "evidence"."""
-    setup_django(database_url)
+    configure_django(database_url)
     from django.db import connection
     from django.utils import timezone
 
@@ -562,7 +539,7 @@ def print_table(phases: list[Phase]) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     ensure_database(args.database_url)
-    setup_django(args.database_url)
+    configure_django(args.database_url)
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=0)

@@ -16,11 +16,12 @@ import argparse
 import base64
 import json
 import os
-import secrets
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from common import configure_django, ensure_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,31 +30,16 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/deliverwell_bench_sig
 
 
 def configure(database_url: str) -> None:
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
-    os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    os.environ["DEBUG"] = "false"
-    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-    os.environ["ALLOWED_HOSTS"] = "testserver"
     ensure_database(database_url)
-
-    import django
+    configure_django(
+        database_url,
+        ALLOWED_HOSTS="testserver",
+        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"),
+        CELERY_BROKER_URL=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15"),
+    )
     from django.conf import settings
 
-    django.setup()
     settings.ROOT_URLCONF = "bench.signup_urls"
-
-
-def ensure_database(database_url: str) -> None:
-    import psycopg
-
-    name = database_url.rsplit("/", 1)[1]
-    server = database_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(server, autocommit=True) as connection:
-        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            connection.execute(f'CREATE DATABASE "{name}"')
 
 
 def prepare() -> object:

@@ -1,0 +1,36 @@
+"""What every benchmark does first: make its own PostgreSQL database and set Django up on it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ensure_database(database_url: str) -> None:
+    """Create the benchmark database if it does not exist yet."""
+    url = urlsplit(database_url)
+    name = url.path.lstrip("/")
+    with psycopg.connect(url._replace(path="/postgres").geturl(), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def configure_django(database_url: str, **environment: str) -> None:
+    """Production-like settings (no DEBUG query log, a random SECRET_KEY), then django.setup()."""
+    import django
+
+    sys.path.insert(0, str(ROOT))
+    os.environ.update(
+        {"DJANGO_SETTINGS_MODULE": "config.settings", "DATABASE_URL": database_url, "DEBUG": "0", **environment}
+    )
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    django.setup()
