@@ -12,7 +12,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from crm.importing import engine, flow
-from crm.models import Contact, ImportJob, ImportStatus, Subscription
+from crm.models import Contact, ImportJob, ImportProblem, ImportStatus, Subscription
 from crm.tasks import run_import_job
 from tests.crm.test_import_rules import MAILCHIMP_CLEANED, MAILCHIMP_SUBSCRIBED, MAILCHIMP_UNSUBSCRIBED
 
@@ -429,3 +429,20 @@ def test_a_marketer_starts_imports_but_never_deletes_the_record_of_them(
 def test_an_unfinished_job_cannot_be_deleted(staff, uploads, newsletter, now):
     job = preview_of(staff, types=[newsletter])
     assert staff.get(f"/admin/crm/importjob/{job.pk}/delete/").status_code == 403
+
+
+def test_the_job_page_says_how_many_bad_rows_it_leaves_out(staff, uploads, now):
+    job = ImportJob.objects.create(
+        file_name="big.csv",
+        file_path="/nonexistent",
+        preset="auto",
+        created_at=now,
+        status=ImportStatus.DONE,
+        counts={"rows": 80, "invalid": 60},
+    )
+    ImportProblem.objects.bulk_create(
+        ImportProblem(job=job, file_name="big.csv", line=n, reason="bad address") for n in range(2, 62)
+    )
+    html = staff.get(f"/admin/crm/importjob/{job.pk}/change/").content.decode()
+    assert "Rows that could not be imported (the first 50 of 60)" in html
+    assert html.count("bad address") == 50
