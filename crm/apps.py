@@ -7,6 +7,7 @@ class CrmConfig(AppConfig):
     verbose_name = "CRM"
 
     def ready(self) -> None:
-        from crm import roles
+        from crm import append_only, roles
 
         post_migrate.connect(roles.sync_roles_after_migrate, dispatch_uid="crm.sync_roles")
+        post_migrate.connect(append_only.ensure_consent_trigger_after_migrate, dispatch_uid="crm.consent_trigger")
