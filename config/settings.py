@@ -7,7 +7,10 @@ so a typo fails at start-up instead of half-working.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import ipaddress
 import json
 import os
 import secrets
@@ -80,6 +83,31 @@ def env_url(name: str, default: str, *, schemes: set[str]) -> str:
         allowed = ", ".join(sorted(s for s in schemes if s))
         raise ImproperlyConfigured(f"{name}={raw!r}: scheme must be one of {allowed}.")
     return raw
+
+
+def env_ip_list(name: str, default: list[str]) -> list[str]:
+    values = env_list(name, default)
+    for value in values:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not an IP address.") from None
+    return values
+
+
+def env_fernet_keys(name: str, default: list[str]) -> list[str]:
+    keys = env_list(name, default)
+    for key in keys:
+        try:
+            valid = len(base64.urlsafe_b64decode(key.encode())) == 32
+        except (binascii.Error, ValueError):
+            valid = False
+        if not valid:
+            raise ImproperlyConfigured(
+                f"{name}: {key[:6]}… is not a Fernet key (32 bytes, url-safe base64: "
+                "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')."
+            )
+    return keys
 
 
 def local_secret_key(path: Path) -> str:
@@ -249,6 +277,28 @@ IMPORT_PREVIEW_ROWS = env_int("IMPORT_PREVIEW_ROWS", 1000, minimum=1)
 # A running import that reports no progress for this long lost its worker and is restarted.
 IMPORT_STALE_MINUTES = env_int("IMPORT_STALE_MINUTES", 30, minimum=5)
 IMPORT_MAX_ATTEMPTS = env_int("IMPORT_MAX_ATTEMPTS", 3, minimum=1)
+
+# Secrets stored in the database (DKIM private keys, mailbox passwords) are encrypted with the
+# first of these Fernet keys; all of them decrypt, so a new key goes first and the old one stays
+# until everything was re-encrypted. Derived from SECRET_KEY when unset: set it in production,
+# or rotating SECRET_KEY makes the stored secrets unreadable.
+ENCRYPTION_KEYS = env_fernet_keys(
+    "ENCRYPTION_KEYS",
+    [base64.urlsafe_b64encode(hashlib.sha256(f"encryption:{SECRET_KEY}".encode()).digest()).decode()],
+)
+
+# Sending domains. DNS checks ask these resolvers (empty: the system's, from /etc/resolv.conf)
+# on this port; a resolver that does not answer within the timeout makes a check "could not
+# check", never "fail".
+DNS_NAMESERVERS = env_ip_list("DNS_NAMESERVERS", [])
+DNS_PORT = env_int("DNS_PORT", 53, minimum=1)
+DNS_TIMEOUT_SECONDS = env_int("DNS_TIMEOUT_SECONDS", 5, minimum=1)
+# The IP addresses our direct SMTP transport sends from: SPF, PTR and allowlisting advice.
+SENDING_IPS = env_ip_list("SENDING_IPS", [])
+# The host that receives bounces for a dedicated return-path domain on direct SMTP (its MX).
+BOUNCE_MX_HOST = env_str("BOUNCE_MX_HOST", "")
+# Campaigns refuse a From address whose sending domain fails a check; off (staging only), they warn.
+REQUIRE_PASSING_SENDING_DOMAIN = env_bool("REQUIRE_PASSING_SENDING_DOMAIN", True)
 
 LOGGING = {
     "version": 1,

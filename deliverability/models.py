@@ -1,0 +1,236 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from deliverability.domains import Level, combination_findings, normalize_domain
+from deliverability.esps import ESPS, Transport
+
+
+class SenderType(models.TextChoices):
+    SHARED = "shared", "Shared sending IPs"
+    DEDICATED = "dedicated", "Dedicated IP"
+
+
+class CheckStatus(models.TextChoices):
+    PASS = "pass", "Pass"
+    WARNING = "warning", "Warning"
+    FAIL = "fail", "Fail"
+    UNCHECKABLE = "uncheckable", "Could not check"
+    NOT_APPLICABLE = "n/a", "Not applicable"
+    NOT_CHECKED = "not_checked", "Not checked yet"
+
+
+class RecordKind(models.TextChoices):
+    SPF = "spf", "SPF"
+    DKIM = "dkim", "DKIM"
+    DMARC = "dmarc", "DMARC"
+    SPF_ALIGNMENT = "spf_alignment", "SPF alignment"
+    DKIM_ALIGNMENT = "dkim_alignment", "DKIM alignment"
+    FROM_DOMAIN = "from_domain", "From domain (MX, CNAME)"
+    RETURN_PATH = "return_path", "Return path"
+    PTR = "ptr", "Reverse DNS (PTR)"
+    BIMI = "bimi", "BIMI"
+
+
+class SendingDomain(models.Model):
+    domain = models.CharField(
+        max_length=253, unique=True, help_text="The domain in the From address, e.g. news.example.com."
+    )
+    content_domains = models.TextField(
+        blank=True,
+        help_text="Domains that host your website, blog or landing pages, one per line (e.g. www.example.com).",
+    )
+    sender_type = models.CharField(max_length=16, choices=SenderType, default=SenderType.SHARED)
+    transport = models.CharField(max_length=16, choices=Transport, default=Transport.SMTP)
+    spf_include = models.CharField(
+        max_length=253,
+        blank=True,
+        help_text="The SPF include your ESP asks for. Blank: the ESP's standard include.",
+    )
+    return_path_domain = models.CharField(
+        max_length=253,
+        blank=True,
+        help_text="Dedicated IP only: the envelope (bounce) domain, e.g. bounces.news.example.com.",
+    )
+    return_path_target = models.CharField(
+        max_length=253,
+        blank=True,
+        help_text="Where the return-path domain points: the CNAME target your ESP shows. "
+        "Blank on direct SMTP: an MX to BOUNCE_MX_HOST.",
+    )
+    dmarc_report_address = models.EmailField(
+        blank=True, help_text="Where DMARC aggregate reports go (rua). Blank: dmarc-reports@ your root domain."
+    )
+    bimi_logo_url = models.URLField(blank=True, help_text="HTTPS URL of the SVG Tiny PS logo.")
+    bimi_certificate_url = models.URLField(blank=True, help_text="HTTPS URL of the VMC or CMC certificate (PEM).")
+    status = models.CharField(max_length=16, choices=CheckStatus, default=CheckStatus.NOT_CHECKED, editable=False)
+    record_statuses = models.JSONField(default=dict, editable=False)
+    last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["domain"]
+
+    def __str__(self) -> str:
+        return self.domain
+
+    def clean(self) -> None:
+        errors = {}
+        for field in ("domain", "return_path_domain", "return_path_target", "spf_include"):
+            value = getattr(self, field)
+            if value:
+                try:
+                    setattr(self, field, normalize_domain(value))
+                except ValidationError as exc:
+                    errors[field] = exc.messages
+        try:
+            self.content_domains = "\n".join(self.content_domain_list(strict=True))
+        except ValidationError as exc:
+            errors["content_domains"] = exc.messages
+        if self.transport == Transport.OTHER and not self.spf_include and self.sender_type == SenderType.SHARED:
+            errors["spf_include"] = ["Name the SPF include your ESP asks for."]
+        if errors:
+            raise ValidationError(errors)
+        refused = [f.message for f in self.findings() if f.level == Level.ERROR]
+        if refused:
+            raise ValidationError(refused)
+
+    def content_domain_list(self, *, strict: bool = False) -> list[str]:
+        names = []
+        for line in self.content_domains.replace(",", "\n").splitlines():
+            if not line.strip():
+                continue
+            try:
+                names.append(normalize_domain(line))
+            except ValidationError:
+                if strict:
+                    raise
+        return list(dict.fromkeys(names))
+
+    def findings(self):
+        return combination_findings(
+            domain=self.domain,
+            content_domains=self.content_domain_list(),
+            dedicated_ip=self.sender_type == SenderType.DEDICATED,
+            return_path_domain=self.return_path_domain,
+        )
+
+    @property
+    def envelope_domain(self) -> str:
+        """The domain of the Return-Path our mail carries: what SPF checks and aligns."""
+        if self.return_path_domain:
+            return self.return_path_domain
+        if self.transport == Transport.SMTP:
+            return self.domain
+        return ESPS[self.transport].envelope_domain
+
+    def failing_records(self) -> list[str]:
+        return [
+            f"{RecordKind(kind).label}: {result['summary']}"
+            for kind, result in self.record_statuses.items()
+            if result["status"] == CheckStatus.FAIL
+        ]
+
+
+class KeyAlgorithm(models.TextChoices):
+    RSA = "rsa", "RSA-2048"
+    ED25519 = "ed25519", "Ed25519"
+
+
+class KeyState(models.TextChoices):
+    PENDING = "pending", "Published, not signing yet"
+    ACTIVE = "active", "Signing"
+    RETIRING = "retiring", "Replaced, keep published"
+    RETIRED = "retired", "Retired, may be removed from DNS"
+
+
+class DkimKey(models.Model):
+    """A DKIM selector on a sending domain: our own key pair, or an ESP's CNAME."""
+
+    domain = models.ForeignKey(SendingDomain, on_delete=models.CASCADE, related_name="dkim_keys")
+    selector = models.CharField(max_length=63)
+    algorithm = models.CharField(max_length=8, choices=KeyAlgorithm, default=KeyAlgorithm.RSA)
+    key_bits = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    public_key = models.TextField(blank=True, editable=False, help_text="The p= value, base64.")
+    private_key_encrypted = models.TextField(blank=True, editable=False)
+    cname_target = models.CharField(
+        max_length=253, blank=True, help_text="ESP-managed DKIM: the CNAME target the ESP shows for this selector."
+    )
+    state = models.CharField(max_length=8, choices=KeyState, default=KeyState.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    retired_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["domain", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["domain", "selector"], name="dkim_selector_unique_per_domain"),
+            models.UniqueConstraint(
+                fields=["domain", "algorithm"],
+                condition=models.Q(state="active", cname_target=""),
+                name="one_active_dkim_key_per_algorithm",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain.domain}"
+
+    @property
+    def record_name(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain.domain}"
+
+    @property
+    def is_ours(self) -> bool:
+        return bool(self.public_key)
+
+    def record_value(self) -> str:
+        return f"v=DKIM1; k={self.algorithm}; p={self.public_key}"
+
+
+class DomainCheck(models.Model):
+    """One record's result in one check run: the domain's history."""
+
+    domain = models.ForeignKey(SendingDomain, on_delete=models.CASCADE, related_name="checks")
+    checked_at = models.DateTimeField()
+    record = models.CharField(max_length=16, choices=RecordKind)
+    status = models.CharField(max_length=16, choices=CheckStatus)
+    summary = models.CharField(max_length=300)
+    explanation = models.TextField(blank=True)
+    found = models.TextField(blank=True, help_text="What DNS answered.")
+
+    class Meta:
+        ordering = ["-checked_at", "record"]
+        indexes = [models.Index(fields=["domain", "-checked_at"], name="domaincheck_domain_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.domain} {self.get_record_display()}: {self.get_status_display()}"
+
+
+class DomainAlertQuerySet(models.QuerySet):
+    def open(self) -> DomainAlertQuerySet:
+        return self.filter(acknowledged_at=None, resolved_at=None)
+
+
+class DomainAlert(models.Model):
+    """A record that passed and now fails: shown in the admin until staff acknowledge it."""
+
+    domain = models.ForeignKey(SendingDomain, on_delete=models.CASCADE, related_name="alerts")
+    record = models.CharField(max_length=16, choices=RecordKind)
+    raised_at = models.DateTimeField()
+    summary = models.CharField(max_length=300)
+    resolved_at = models.DateTimeField(null=True, blank=True, help_text="When the record passed again.")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = DomainAlertQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-raised_at"]
+
+    def __str__(self) -> str:
+        return f"{self.domain}: {self.get_record_display()} fails"

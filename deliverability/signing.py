@@ -1,0 +1,181 @@
+"""DKIM: key pairs, rotation, signing and verifying. The only module that imports dkimpy.
+
+Private keys are encrypted at rest (crm.encryption) and decrypted only to sign. A domain
+signs with every active key, one per algorithm: RSA for every receiver, Ed25519 beside it
+for those that verify it (RFC 8463 asks for the pair).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+
+import dkim
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from django.db import transaction
+
+from crm import encryption
+from deliverability import dns_checks
+from deliverability.models import DkimKey, KeyAlgorithm, KeyState, SendingDomain
+
+RSA_BITS = 2048
+# RFC 8058: the one-click unsubscribe headers must be covered by the signature.
+SIGNED_HEADERS = [
+    b"from",
+    b"to",
+    b"cc",
+    b"reply-to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"mime-version",
+    b"content-type",
+    b"content-transfer-encoding",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+    b"list-id",
+    b"feedback-id",
+]
+_SIGNATURE_ALGORITHMS = {KeyAlgorithm.RSA: b"rsa-sha256", KeyAlgorithm.ED25519: b"ed25519-sha256"}
+
+
+class KeyRotationError(Exception):
+    """The key cannot change state now; the message says why in plain words."""
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    domain: str = ""
+    selector: str = ""
+    reason: str = ""
+
+
+def _key_pair(algorithm: str) -> tuple[str, str, int]:
+    """Return (private key text for dkimpy, public key p= value, bits)."""
+    if algorithm == KeyAlgorithm.ED25519:
+        private = ed25519.Ed25519PrivateKey.generate()
+        seed = private.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+        public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return base64.b64encode(seed).decode(), base64.b64encode(public).decode(), 256
+    private = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    public = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return pem.decode(), base64.b64encode(public).decode(), RSA_BITS
+
+
+def _new_selector(domain: SendingDomain, algorithm: str, now: datetime) -> str:
+    base = f"dw{now:%Y%m}{'e' if algorithm == KeyAlgorithm.ED25519 else 'r'}"
+    taken = set(domain.dkim_keys.filter(selector__startswith=base).values_list("selector", flat=True))
+    if base not in taken:
+        return base
+    return next(f"{base}{n}" for n in range(2, 1000) if f"{base}{n}" not in taken)
+
+
+def create_key(domain: SendingDomain, *, algorithm: str, now: datetime) -> DkimKey:
+    """Generate a key pair under a new selector, published-not-signing until `activate_key`.
+
+    The first key of its algorithm on a domain signs at once only after its record is in DNS:
+    mail signed with an unpublished key fails DKIM, which is worse than no signature.
+    """
+    private, public, bits = _key_pair(algorithm)
+    return DkimKey.objects.create(
+        domain=domain,
+        selector=_new_selector(domain, algorithm, now),
+        algorithm=algorithm,
+        key_bits=bits,
+        public_key=public,
+        private_key_encrypted=encryption.encrypt(private),
+        state=KeyState.PENDING,
+    )
+
+
+def activate_key(key: DkimKey, *, now: datetime) -> DkimKey | None:
+    """Start signing with a pending key once DNS serves it; the key it replaces keeps published.
+
+    Returns the replaced key, if any. Raises KeyRotationError when the record is not in DNS
+    yet or does not hold this key.
+    """
+    if key.state != KeyState.PENDING:
+        raise KeyRotationError(f"{key.selector} is {key.get_state_display().lower()}, not waiting to be switched on.")
+    published = dns_checks.check_dkim_key(key)
+    if published.status != "pass":
+        raise KeyRotationError(f"{key.record_name} is not ready: {published.summary}")
+    with transaction.atomic():
+        replaced = (
+            DkimKey.objects.select_for_update()
+            .filter(domain=key.domain, algorithm=key.algorithm, state=KeyState.ACTIVE)
+            .first()
+        )
+        if replaced:
+            replaced.state = KeyState.RETIRING
+            replaced.retired_at = now
+            replaced.save(update_fields=["state", "retired_at"])
+        key.state = KeyState.ACTIVE
+        key.activated_at = now
+        key.save(update_fields=["state", "activated_at"])
+    return replaced
+
+
+def retire_key(key: DkimKey, *, now: datetime) -> None:
+    """Mark a replaced key retired: its DNS record may now be removed."""
+    if key.state != KeyState.RETIRING:
+        raise KeyRotationError(f"Only a replaced key can be retired; {key.selector} is {key.get_state_display()}.")
+    key.state = KeyState.RETIRED
+    key.retired_at = now
+    key.save(update_fields=["state", "retired_at"])
+
+
+def sign_message(message: bytes, domain: SendingDomain) -> bytes:
+    """Return the message with a DKIM-Signature for each of the domain's active keys.
+
+    Returns the message unchanged when the domain has no active key of ours (an ESP signs).
+    """
+    signed = message
+    for key in domain.dkim_keys.filter(state=KeyState.ACTIVE).exclude(public_key="").order_by("algorithm"):
+        header = dkim.sign(
+            signed,
+            key.selector.encode(),
+            domain.domain.encode(),
+            encryption.decrypt(key.private_key_encrypted).encode(),
+            signature_algorithm=_SIGNATURE_ALGORITHMS[key.algorithm],
+            include_headers=[h for h in SIGNED_HEADERS if _has_header(message, h)],
+        )
+        signed = header + signed
+    return signed
+
+
+def _has_header(message: bytes, name: bytes) -> bool:
+    head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    return any(line.lower().startswith(name + b":") for line in head.splitlines())
+
+
+def verify_message(message: bytes) -> list[Verification]:
+    """Verify every DKIM-Signature of the message against DNS (our resolver settings)."""
+    checker = dkim.DKIM(message)
+    count = sum(1 for name, _ in checker.headers if name.lower() == b"dkim-signature")
+    results = []
+    for index in range(count):
+        try:
+            ok = checker.verify(idx=index, dnsfunc=dns_checks.dkim_txt_lookup)
+        except dkim.DKIMException as exc:
+            results.append(Verification(False, reason=str(exc)))
+            continue
+        signature = checker.signature_fields
+        results.append(
+            Verification(
+                ok,
+                domain=signature.get(b"d", b"").decode(),
+                selector=signature.get(b"s", b"").decode(),
+                reason="" if ok else "the signature does not match the message and the published key",
+            )
+        )
+    return results
