@@ -379,14 +379,15 @@ def check_dkim_key(key: DkimKey, *, using: dns.resolver.Resolver | None = None) 
             "with the one shown under 'Records to publish' (a stale key or a copy-paste cut it short).",
             found=records[0],
         )
-    if parsed.key_bits < 1024:
+    is_rsa = parsed.tags.get("k", "rsa") == "rsa"
+    if is_rsa and parsed.key_bits < 1024:
         return Result(
             RecordKind.DKIM,
             CheckStatus.FAIL,
             f"The key at {name} has {parsed.key_bits} bits; verifiers ignore keys under 1024 bits (RFC 8301).",
             found=records[0],
         )
-    if parsed.tags.get("k", "rsa") == "rsa" and parsed.key_bits < 2048:
+    if is_rsa and parsed.key_bits < 2048:
         return Result(
             RecordKind.DKIM,
             CheckStatus.WARNING,

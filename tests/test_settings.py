@@ -51,6 +51,9 @@ def test_it_uses_postgresql_from_database_url(tmp_path):
         ({"ANYMAIL": "[1, 2]"}, "ANYMAIL must be a JSON object"),
         ({"SITE_URL": "example.com"}, "SITE_URL='example.com': scheme must be one of http, https"),
         ({"REDIS_URL": "memcached://x"}, "REDIS_URL='memcached://x': scheme must be"),
+        ({"DNS_NAMESERVERS": "127.0.0.1,dns.example.com"}, "DNS_NAMESERVERS: 'dns.example.com' is not an IP address"),
+        ({"SENDING_IPS": "192.0.2.300"}, "SENDING_IPS: '192.0.2.300' is not an IP address"),
+        ({"ENCRYPTION_KEYS": "not-a-fernet-key"}, "ENCRYPTION_KEYS: not-a-… is not a Fernet key"),
     ],
 )
 def test_it_refuses_nonsense_with_a_clear_message(tmp_path, env, message):
