@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import models, transaction
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -83,6 +84,7 @@ class SendingDomainAdmin(admin.ModelAdmin):
     actions = ["check_now", "generate_rsa_key", "generate_ed25519_key"]
     inlines = [DkimKeyInline, EspDkimInline]
     change_form_template = "admin/deliverability/sendingdomain/change_form.html"
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = [
         (None, {"fields": ["domain", "content_domains", "transport", "sender_type", "spf_include"]}),
         (
@@ -180,8 +182,17 @@ class SendingDomainAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
+        for finding in obj.findings():
+            if finding.level in {Level.WARNING, Level.ADVICE}:
+                messages.warning(request, finding.message)
         transaction.on_commit(lambda: tasks.check_sending_domain.delay(obj.pk))
         messages.info(request, f"Checking {obj.domain}'s DNS records in the background; reload the page to see them.")
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # A new domain's next step is publishing its records, which its own page lists.
+        if "_addanother" in request.POST or IS_POPUP_VAR in request.POST:
+            return super().response_add(request, obj, post_url_continue)
+        return HttpResponseRedirect(reverse("admin:deliverability_sendingdomain_change", args=[obj.pk]))
 
     def save_formset(self, request, form, formset, change):
         for key in formset.save(commit=False):
