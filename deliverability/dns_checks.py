@@ -129,6 +129,10 @@ def dkim_txt_lookup(name: bytes, timeout: int = 5) -> bytes | None:
     return found.records[0].encode() if found.outcome == Outcome.ANSWER else None
 
 
+def _unanswered(kind: str, found: Lookup, name: str, rdtype: str) -> Result:
+    return Result(kind, CheckStatus.UNCHECKABLE, f"Could not check: {found.describe(name, rdtype)}.")
+
+
 # SPF ------------------------------------------------------------------------------------
 
 
@@ -147,7 +151,7 @@ def check_spf(domain: SendingDomain, *, using: dns.resolver.Resolver) -> Result:
     name = spf_domain(domain)
     found = lookup(name, "TXT", using=using)
     if found.outcome == Outcome.UNANSWERED:
-        return Result(RecordKind.SPF, CheckStatus.UNCHECKABLE, f"Could not check: {found.describe(name, 'TXT')}.")
+        return _unanswered(RecordKind.SPF, found, name, "TXT")
     if found.outcome == Outcome.NXDOMAIN:
         return Result(RecordKind.SPF, CheckStatus.FAIL, f"{name} does not exist in DNS, so it has no SPF record.")
     records = [r for r in found.records if r.lower() == "v=spf1" or r.lower().startswith("v=spf1 ")]
@@ -327,9 +331,7 @@ def check_dkim_key(key: DkimKey, *, using: dns.resolver.Resolver | None = None) 
     if key.cname_target:
         alias = lookup(name, "CNAME", using=using)
         if alias.outcome == Outcome.UNANSWERED:
-            return Result(
-                RecordKind.DKIM, CheckStatus.UNCHECKABLE, f"Could not check: {alias.describe(name, 'CNAME')}."
-            )
+            return _unanswered(RecordKind.DKIM, alias, name, "CNAME")
         if alias.outcome != Outcome.ANSWER:
             return Result(
                 RecordKind.DKIM,
@@ -347,7 +349,7 @@ def check_dkim_key(key: DkimKey, *, using: dns.resolver.Resolver | None = None) 
             )
     found = lookup(name, "TXT", using=using)
     if found.outcome == Outcome.UNANSWERED:
-        return Result(RecordKind.DKIM, CheckStatus.UNCHECKABLE, f"Could not check: {found.describe(name, 'TXT')}.")
+        return _unanswered(RecordKind.DKIM, found, name, "TXT")
     records = [r for r in found.records if "p=" in r]
     if not records:
         return Result(
@@ -466,18 +468,12 @@ def check_dmarc(domain: SendingDomain, *, using: dns.resolver.Resolver) -> tuple
     inherited_from = ""
     root = organisational_domain(name) or name
     if found.outcome == Outcome.UNANSWERED:
-        return Result(
-            RecordKind.DMARC, CheckStatus.UNCHECKABLE, f"Could not check: {found.describe('_dmarc.' + name, 'TXT')}."
-        ), DmarcPolicy()
+        return _unanswered(RecordKind.DMARC, found, "_dmarc." + name, "TXT"), DmarcPolicy()
     if not records and root != name:
         found, records = _dmarc_records(root, using)
         inherited_from = root
         if found.outcome == Outcome.UNANSWERED:
-            return Result(
-                RecordKind.DMARC,
-                CheckStatus.UNCHECKABLE,
-                f"Could not check: {found.describe('_dmarc.' + root, 'TXT')}.",
-            ), DmarcPolicy()
+            return _unanswered(RecordKind.DMARC, found, "_dmarc." + root, "TXT"), DmarcPolicy()
     if not records:
         return Result(
             RecordKind.DMARC,
@@ -594,9 +590,7 @@ def check_from_domain(domain: SendingDomain, *, using: dns.resolver.Resolver) ->
     name = domain.domain
     alias = lookup(name, "CNAME", using=using)
     if alias.outcome == Outcome.UNANSWERED:
-        return Result(
-            RecordKind.FROM_DOMAIN, CheckStatus.UNCHECKABLE, f"Could not check: {alias.describe(name, 'CNAME')}."
-        )
+        return _unanswered(RecordKind.FROM_DOMAIN, alias, name, "CNAME")
     if alias.outcome == Outcome.ANSWER:
         return Result(
             RecordKind.FROM_DOMAIN,
@@ -615,7 +609,7 @@ def check_from_domain(domain: SendingDomain, *, using: dns.resolver.Resolver) ->
         )
     mx = lookup(name, "MX", using=using)
     if mx.outcome == Outcome.UNANSWERED:
-        return Result(RecordKind.FROM_DOMAIN, CheckStatus.UNCHECKABLE, f"Could not check: {mx.describe(name, 'MX')}.")
+        return _unanswered(RecordKind.FROM_DOMAIN, mx, name, "MX")
     if mx.outcome == Outcome.ANSWER:
         return Result(
             RecordKind.FROM_DOMAIN,
@@ -649,9 +643,7 @@ def check_return_path(domain: SendingDomain, *, using: dns.resolver.Resolver) ->
         )
     found = lookup(name, rdtype, using=using)
     if found.outcome == Outcome.UNANSWERED:
-        return Result(
-            RecordKind.RETURN_PATH, CheckStatus.UNCHECKABLE, f"Could not check: {found.describe(name, rdtype)}."
-        )
+        return _unanswered(RecordKind.RETURN_PATH, found, name, rdtype)
     targets = [r.split()[-1] for r in found.records]
     if expected in targets:
         return Result(RecordKind.RETURN_PATH, CheckStatus.PASS, f"{name} {rdtype} {expected}: bounces come back to us.")
@@ -675,7 +667,7 @@ def check_ptr(domain: SendingDomain, *, using: dns.resolver.Resolver) -> Result:
         reverse = dns.reversename.from_address(ip).to_text(omit_final_dot=True)
         ptr = lookup(reverse, "PTR", using=using)
         if ptr.outcome == Outcome.UNANSWERED:
-            return Result(RecordKind.PTR, CheckStatus.UNCHECKABLE, f"Could not check: {ptr.describe(reverse, 'PTR')}.")
+            return _unanswered(RecordKind.PTR, ptr, reverse, "PTR")
         if ptr.outcome != Outcome.ANSWER:
             problems.append(f"{ip} has no PTR record")
             continue
@@ -708,7 +700,7 @@ def check_bimi(domain: SendingDomain, policy: DmarcPolicy, *, using: dns.resolve
         )
     found = lookup(name, "TXT", using=using)
     if found.outcome == Outcome.UNANSWERED:
-        return Result(RecordKind.BIMI, CheckStatus.UNCHECKABLE, f"Could not check: {found.describe(name, 'TXT')}.")
+        return _unanswered(RecordKind.BIMI, found, name, "TXT")
     records = [r for r in found.records if r.replace(" ", "").lower().startswith("v=bimi1")]
     if not records:
         if domain.bimi_logo_url:
