@@ -78,7 +78,7 @@ class EspDkimInline(admin.TabularInline):
 
 @admin.register(SendingDomain)
 class SendingDomainAdmin(admin.ModelAdmin):
-    list_display = ["domain", "transport", "sender_type", "overall", "records", "checked", "open_alerts"]
+    list_display = ["domain", "transport", "sender_type", "overall", "record_badges", "checked", "open_alerts"]
     list_filter = ["status", "transport", "sender_type"]
     search_fields = ["domain", "content_domains", "return_path_domain"]
     actions = ["check_now", "generate_rsa_key", "generate_ed25519_key"]
@@ -106,7 +106,7 @@ class SendingDomainAdmin(admin.ModelAdmin):
         return status_badge(domain.status)
 
     @admin.display(description="Records")
-    def records(self, domain: SendingDomain) -> str:
+    def record_badges(self, domain: SendingDomain) -> str:
         results = domain.record_statuses
         return format_html_join(
             " ",
