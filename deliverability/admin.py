@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied
@@ -11,8 +12,10 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from crm.admin import short_datetime
 from deliverability import dns_checks, records, signing, tasks
 from deliverability.domains import Level
+from deliverability.esps import Transport
 from deliverability.models import (
     CheckStatus,
     DkimKey,
@@ -44,13 +47,17 @@ class DkimKeyInline(admin.TabularInline):
     model = DkimKey
     verbose_name = "DKIM selector"
     verbose_name_plural = "DKIM selectors"
-    fields = ["selector", "algorithm", "key_bits", "cname_target", "state", "activated_at", "next_step"]
+    fields = ["selector", "algorithm", "key_bits", "cname_target", "state", "activated", "next_step"]
     readonly_fields = fields
     extra = 0
     can_delete = False
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="Signing since")
+    def activated(self, key: DkimKey) -> str:
+        return short_datetime(key.activated_at)
 
     @admin.display(description="")
     def next_step(self, key: DkimKey) -> str:
@@ -83,8 +90,12 @@ class SendingDomainAdmin(admin.ModelAdmin):
     search_fields = ["domain", "content_domains", "return_path_domain"]
     actions = ["check_now", "generate_rsa_key", "generate_ed25519_key"]
     inlines = [DkimKeyInline, EspDkimInline]
+    save_on_top = True
     change_form_template = "admin/deliverability/sendingdomain/change_form.html"
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    formfield_overrides = {
+        models.URLField: {"assume_scheme": "https"},
+        models.TextField: {"widget": forms.Textarea(attrs={"rows": 3, "cols": 40})},
+    }
     fieldsets = [
         (None, {"fields": ["domain", "content_domains", "transport", "sender_type", "spf_include"]}),
         (
@@ -101,32 +112,36 @@ class SendingDomainAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("alerts")
 
+    def get_inline_instances(self, request, obj=None):
+        # Our own keys are generated; CNAMEs to an ESP's keys only make sense with an ESP.
+        inlines = super().get_inline_instances(request, obj)
+        if obj is None or obj.transport == Transport.SMTP:
+            return [inline for inline in inlines if not isinstance(inline, EspDkimInline)]
+        return inlines
+
     @admin.display(description="Status", ordering="status")
     def overall(self, domain: SendingDomain) -> str:
         return status_badge(domain.status)
 
     @admin.display(description="Records")
     def record_badges(self, domain: SendingDomain) -> str:
+        """The core records always; the others only when something is wrong with them."""
         results = domain.record_statuses
+        shown = [
+            kind
+            for kind in RecordKind
+            if kind in results
+            and (kind in _LIST_RECORDS or results[kind]["status"] not in {CheckStatus.PASS, CheckStatus.NOT_APPLICABLE})
+        ]
         return format_html_join(
             " ",
             _BADGE,
-            (
-                (
-                    _STATUS_STYLE[results[kind]["status"]],
-                    results[kind]["summary"],
-                    RecordKind(kind).label,
-                )
-                for kind in _LIST_RECORDS
-                if kind in results
-            ),
+            ((_STATUS_STYLE[results[kind]["status"]], results[kind]["summary"], kind.label) for kind in shown),
         )
 
     @admin.display(description="Last checked", ordering="last_checked_at")
     def checked(self, domain: SendingDomain) -> str:
-        if not domain.last_checked_at:
-            return "never"
-        return timezone.localtime(domain.last_checked_at).strftime("%Y-%m-%d %H:%M")
+        return short_datetime(domain.last_checked_at) if domain.last_checked_at else "never"
 
     @admin.display(description="Alerts")
     def open_alerts(self, domain: SendingDomain) -> str:
@@ -153,7 +168,7 @@ class SendingDomainAdmin(admin.ModelAdmin):
         for alert in alerts.select_related("domain")[:5]:
             messages.error(
                 request,
-                f"{alert.domain}: {alert.get_record_display()} failed on "
+                f"Alert for {alert.domain}: {alert.get_record_display()} failed on "
                 f"{timezone.localtime(alert.raised_at):%Y-%m-%d %H:%M} after passing: {alert.summary}",
             )
 
@@ -247,11 +262,11 @@ class SendingDomainAdmin(admin.ModelAdmin):
             dns_checks.check_domain(domain, now=now, using=using)
             failing = domain.failing_records()
             if failing:
-                messages.error(request, f"{domain}: {len(failing)} record(s) fail. " + " ".join(failing))
+                messages.error(request, f"Checked {domain}: {len(failing)} record(s) fail. " + " ".join(failing))
             elif domain.status == CheckStatus.UNCHECKABLE:
-                messages.warning(request, f"{domain}: some records could not be checked (DNS did not answer).")
+                messages.warning(request, f"Checked {domain}: some records could not be checked (DNS did not answer).")
             else:
-                messages.success(request, f"{domain}: {domain.get_status_display().lower()}.")
+                messages.success(request, f"Checked {domain}: {domain.get_status_display().lower()}.")
 
     @admin.action(description="Generate an RSA-2048 DKIM key", permissions=["change"])
     def generate_rsa_key(self, request, queryset):
@@ -267,7 +282,7 @@ class SendingDomainAdmin(admin.ModelAdmin):
             key = signing.create_key(domain, algorithm=algorithm, now=now)
             messages.success(
                 request,
-                f"{domain}: new {key.get_algorithm_display()} key {key.selector}. Publish {key.record_name} "
+                f"New {key.get_algorithm_display()} key {key.selector} for {domain}. Publish {key.record_name} "
                 "(shown under 'Records to publish'), then switch it on.",
             )
 
@@ -332,7 +347,7 @@ class DkimKeyAdmin(admin.ModelAdmin):
             except signing.KeyRotationError as exc:
                 messages.error(request, str(exc))
             else:
-                messages.success(request, f"{key.record_name}: {key.get_state_display().lower()}.")
+                messages.success(request, f"DKIM key {key.record_name}: {key.get_state_display().lower()}.")
             return HttpResponseRedirect(back)
         context = {
             **self.admin_site.each_context(request),

@@ -88,6 +88,9 @@ def resolver() -> dns.resolver.Resolver:
     else:
         configured = dns.resolver.Resolver()
     configured.port = settings.DNS_PORT
+    # EDNS: DKIM keys and long SPF answers fit in one UDP answer instead of a truncated one and a
+    # TCP retry. 1232 bytes is the DNS Flag Day 2020 size that avoids IP fragmentation.
+    configured.use_edns(0, 0, 1232)
     configured.lifetime = float(settings.DNS_TIMEOUT_SECONDS)
     configured.timeout = min(1.0, configured.lifetime)
     return configured
@@ -412,7 +415,10 @@ def check_dkim(domain: SendingDomain, *, using: dns.resolver.Resolver) -> tuple[
         )
         return Result(RecordKind.DKIM, CheckStatus.FAIL, "No DKIM key is set up for this domain.", fix), False
     results = {key: check_dkim_key(key, using=using) for key in keys}
-    found = "\n".join(f"{key.selector}: {result.summary}" for key, result in results.items())
+    found = "\n".join(
+        f"{key.selector} ({key.get_state_display().lower()}): {CheckStatus(result.status).label.lower()}"
+        for key, result in results.items()
+    )
     signing = {key: r for key, r in results.items() if key.state == KeyState.ACTIVE or key.cname_target}
     signing_ok = any(r.status in {CheckStatus.PASS, CheckStatus.WARNING} for r in signing.values())
     for statuses in ([CheckStatus.UNCHECKABLE], [CheckStatus.FAIL]):
@@ -680,7 +686,7 @@ def check_ptr(domain: SendingDomain, *, using: dns.resolver.Resolver) -> Result:
         return Result(
             RecordKind.PTR,
             CheckStatus.FAIL,
-            "Reverse DNS: " + "; ".join(problems) + ".",
+            "; ".join(problems) + ".",
             "Gmail and Outlook refuse or junk mail from IPs without matching forward and reverse DNS. "
             "Ask whoever runs the IPs to set the PTR.",
             found="\n".join(found),
@@ -775,12 +781,14 @@ def check_domain(domain: SendingDomain, *, now: datetime, using: dns.resolver.Re
             )
             for r in results
         )
-        for r in results:
-            was = previous.get(r.record, {}).get("status")
-            if was == CheckStatus.PASS and r.status == CheckStatus.FAIL:
-                DomainAlert.objects.create(domain=domain, record=r.record, raised_at=now, summary=r.summary[:300])
-            elif r.status == CheckStatus.PASS:
-                DomainAlert.objects.filter(domain=domain, record=r.record, resolved_at=None).update(resolved_at=now)
+        DomainAlert.objects.bulk_create(
+            DomainAlert(domain=domain, record=r.record, raised_at=now, summary=r.summary[:300])
+            for r in results
+            if r.status == CheckStatus.FAIL and previous.get(r.record, {}).get("status") == CheckStatus.PASS
+        )
+        DomainAlert.objects.filter(
+            domain=domain, resolved_at=None, record__in=[r.record for r in results if r.status == CheckStatus.PASS]
+        ).update(resolved_at=now)
         domain.record_statuses = {r.record: {"status": r.status, "summary": r.summary} for r in results}
         domain.status = overall_status(results)
         domain.last_checked_at = now

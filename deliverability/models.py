@@ -45,6 +45,7 @@ class SendingDomain(models.Model):
     sender_type = models.CharField(max_length=16, choices=SenderType, default=SenderType.SHARED)
     transport = models.CharField(max_length=16, choices=Transport, default=Transport.SMTP)
     spf_include = models.CharField(
+        "SPF include",
         max_length=253,
         blank=True,
         help_text="The SPF include your ESP asks for. Blank: the ESP's standard include.",
@@ -61,10 +62,14 @@ class SendingDomain(models.Model):
         "Blank on direct SMTP: an MX to BOUNCE_MX_HOST.",
     )
     dmarc_report_address = models.EmailField(
-        blank=True, help_text="Where DMARC aggregate reports go (rua). Blank: dmarc-reports@ your root domain."
+        "DMARC report address",
+        blank=True,
+        help_text="Where DMARC aggregate reports go (rua). Blank: dmarc-reports@ your root domain.",
     )
-    bimi_logo_url = models.URLField(blank=True, help_text="HTTPS URL of the SVG Tiny PS logo.")
-    bimi_certificate_url = models.URLField(blank=True, help_text="HTTPS URL of the VMC or CMC certificate (PEM).")
+    bimi_logo_url = models.URLField("BIMI logo URL", blank=True, help_text="HTTPS URL of the SVG Tiny PS logo.")
+    bimi_certificate_url = models.URLField(
+        "BIMI certificate URL", blank=True, help_text="HTTPS URL of the VMC or CMC certificate (PEM)."
+    )
     status = models.CharField(max_length=16, choices=CheckStatus, default=CheckStatus.NOT_CHECKED, editable=False)
     record_statuses = models.JSONField(default=dict, editable=False)
     last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)

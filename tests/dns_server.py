@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import socketserver
 import threading
+from collections import Counter
 
 from dnslib import QTYPE, RCODE, RR, TXT, DNSError, DNSLabel, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
@@ -58,6 +59,8 @@ class ZoneResolver(BaseResolver):
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.records: dict[str, list[RR]] = {}
+        # How many names with records lie at or below each name: NXDOMAIN vs NODATA in one lookup.
+        self.below: Counter[str] = Counter()
         self.failing: set[str] = set()
         self.silenced: set[str] = set()
         self.queries = 0
@@ -66,6 +69,8 @@ class ZoneResolver(BaseResolver):
         key = normalize_name(name)
         record = build_record(key, rtype.upper(), value, ttl)
         with self.lock:
+            if key not in self.records:
+                self._count(key, 1)
             self.records.setdefault(key, []).append(record)
 
     def remove(self, name: str, rtype: str | None) -> None:
@@ -74,9 +79,14 @@ class ZoneResolver(BaseResolver):
             kept = [] if rtype is None else [rr for rr in self.records.get(key, []) if QTYPE[rr.rtype] != rtype.upper()]
             if kept:
                 self.records[key] = kept
-            else:
+            elif self.records.pop(key, None) is not None:
                 # An emptied name must disappear, or it would still count as existing (NODATA, not NXDOMAIN).
-                self.records.pop(key, None)
+                self._count(key, -1)
+
+    def _count(self, key: str, change: int) -> None:
+        labels = key.split(".")
+        for start in range(len(labels)):
+            self.below[".".join(labels[start:])] += change
 
     def servfail(self, name: str) -> None:
         with self.lock:
@@ -89,6 +99,7 @@ class ZoneResolver(BaseResolver):
     def clear(self) -> None:
         with self.lock:
             self.records.clear()
+            self.below.clear()
             self.failing.clear()
             self.silenced.clear()
 
@@ -125,8 +136,7 @@ class ZoneResolver(BaseResolver):
 
     def exists(self, name: str) -> bool:
         # A name with nothing of its own but records below it is an empty non-terminal: it exists (RFC 8020).
-        suffix = "." + name
-        return any(key == name or key.endswith(suffix) for key in self.records)
+        return self.below[name] > 0
 
 
 class Silenced(DNSError):

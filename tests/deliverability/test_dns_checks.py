@@ -345,10 +345,10 @@ def test_a_sending_ip_without_matching_reverse_dns_fails(news, dns_server):
     missing = results(news)[RecordKind.PTR]
 
     assert mismatch.summary == (
-        "Reverse DNS: 192.0.2.10 → mta1.example.com, but mta1.example.com does not resolve back to 192.0.2.10."
+        "192.0.2.10 → mta1.example.com, but mta1.example.com does not resolve back to 192.0.2.10."
     )
     assert missing.status == CheckStatus.FAIL
-    assert missing.summary == "Reverse DNS: 192.0.2.10 has no PTR record."
+    assert missing.summary == "192.0.2.10 has no PTR record."
 
 
 def test_bimi_is_judged_only_once_dmarc_enforces(news, dns_server):
@@ -387,7 +387,8 @@ def test_a_server_failure_is_could_not_check_never_fail(news, dns_server):
     assert CheckStatus.FAIL not in {r.status for r in checked.values()}
 
 
-def test_a_server_that_never_answers_is_could_not_check(news, dns_server):
+def test_a_server_that_never_answers_is_could_not_check(news, dns_server, settings):
+    settings.DNS_TIMEOUT_SECONDS = 0.5
     dns_server.silence("news.example.com")
     key = news.dkim_keys.get()
     dns_server.silence(key.record_name)
@@ -399,7 +400,8 @@ def test_a_server_that_never_answers_is_could_not_check(news, dns_server):
     assert checked[RecordKind.DKIM].status == CheckStatus.UNCHECKABLE
 
 
-def test_an_include_that_times_out_is_could_not_check(news, dns_server):
+def test_an_include_that_times_out_is_could_not_check(news, dns_server, settings):
+    settings.DNS_TIMEOUT_SECONDS = 0.5
     dns_server.remove("news.example.com", "TXT")
     dns_server.add("news.example.com", "TXT", "v=spf1 ip4:192.0.2.10 include:slow.spf.test -all")
     dns_server.silence("slow.spf.test")

@@ -60,7 +60,9 @@ def test_check_now_reports_the_failing_record_in_plain_words(manager_client, new
 
     response = manager_client.post(f"/admin/deliverability/sendingdomain/{news.pk}/check/", follow=True)
 
-    assert messages_of(response) == ["news.example.com: 1 record(s) fail. SPF: news.example.com has no SPF record."]
+    assert messages_of(response) == [
+        "Checked news.example.com: 1 record(s) fail. SPF: news.example.com has no SPF record."
+    ]
     assert "news.example.com has no SPF record." in response.content.decode()
     news.refresh_from_db()
     assert news.status == CheckStatus.FAIL
@@ -81,7 +83,7 @@ def test_the_check_now_action_checks_the_selected_domains(manager_client, news):
         follow=True,
     )
 
-    assert messages_of(response) == ["news.example.com: pass."]
+    assert messages_of(response) == ["Checked news.example.com: pass."]
 
 
 def test_saving_a_domain_checks_it_and_opens_its_page(
@@ -121,7 +123,7 @@ def test_a_new_key_is_generated_from_the_domain_page_and_switched_on_after_confi
     assert "keeps signing" in form.content.decode()
     assert "Switch on DKIM key" in confirm.content.decode()
     assert messages_of(too_early)[0].startswith(f"{key.record_name} is not ready: No DKIM key is published")
-    assert messages_of(switched) == [f"{key.record_name}: signing."]
+    assert messages_of(switched) == [f"DKIM key {key.record_name}: signing."]
     assert DkimKey.objects.get(pk=key.pk).state == KeyState.ACTIVE
 
 
@@ -171,7 +173,7 @@ def test_an_open_alert_is_shown_until_acknowledged(manager_client, news, now, ma
     after = manager_client.get("/admin/deliverability/sendingdomain/")
 
     assert messages_of(listed) == [
-        "news.example.com: SPF failed on 2026-11-02 09:30 after passing: news.example.com has no SPF record."
+        "Alert for news.example.com: SPF failed on 2026-11-02 09:30 after passing: news.example.com has no SPF record."
     ]
     assert "1 open" in listed.content.decode()
     assert messages_of(acknowledged) == ["1 alert(s) acknowledged."]
