@@ -394,6 +394,8 @@ def bare_loop(queries: list[tuple[str, str]]) -> None:
     resolver.port = settings.DNS_PORT
     resolver.lifetime = float(settings.DNS_TIMEOUT_SECONDS)
     resolver.timeout = min(1.0, resolver.lifetime)
+    # The same EDNS buffer as the checks' resolver, so both send exactly the same packets.
+    resolver.use_edns(0, 0, 1232)
     for name, rdtype in queries:
         with contextlib.suppress(dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.NoNameservers):
             resolver.resolve(name, rdtype, search=False)
