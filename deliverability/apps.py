@@ -4,3 +4,18 @@ from django.apps import AppConfig
 class DeliverabilityConfig(AppConfig):
     name = "deliverability"
     verbose_name = "Deliverability"
+
+    def ready(self) -> None:
+        # The send pipeline (campaigns) signs, finds MX hosts and checks From addresses through
+        # these; campaigns cannot import this app, so it is plugged in here.
+        from campaigns.extensions import FromCheck, extensions
+        from deliverability import dns_checks, readiness, signing
+
+        def check_from_address(address: str) -> FromCheck:
+            result = readiness.check_from_address(address)
+            return FromCheck(result.allowed, result.problems)
+
+        extensions.sign = signing.sign_for_address
+        extensions.mx_hosts = dns_checks.mx_hosts
+        extensions.check_from_address = check_from_address
+        extensions.envelope_from = readiness.envelope_from

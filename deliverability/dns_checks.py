@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.db import transaction
 
+from campaigns.extensions import MxLookupFailed
 from deliverability.domains import organisational_domain
 from deliverability.esps import ESPS, Transport
 from deliverability.models import (
@@ -126,9 +127,15 @@ def _short_error(exc: Exception) -> str:
     return type(exc).__name__
 
 
+class KeyLookupFailed(Exception):
+    """DNS did not answer for a DKIM key: a verification can neither pass nor fail."""
+
+
 def dkim_txt_lookup(name: bytes, timeout: int = 5) -> bytes | None:
     """dkimpy's DNS hook: the TXT record at a selector, through our resolver."""
     found = lookup(name.decode(), "TXT", using=resolver())
+    if found.outcome == Outcome.UNANSWERED:
+        raise KeyLookupFailed(found.describe(name.decode(), "TXT"))
     return found.records[0].encode() if found.outcome == Outcome.ANSWER else None
 
 
@@ -808,3 +815,20 @@ def check_all_domains(*, now: datetime) -> int:
             continue
         checked += 1
     return checked
+
+
+def mx_hosts(domain: str) -> list[str]:
+    """The hosts that receive mail for `domain`, best first: the domain itself when it has no MX
+    (RFC 5321 section 5.1); none for a null MX (RFC 7505) or a name that does not exist.
+
+    Raises MxLookupFailed when DNS does not answer: the send is deferred, not bounced.
+    """
+    found = lookup(domain, "MX", using=resolver())
+    if found.outcome == Outcome.UNANSWERED:
+        raise MxLookupFailed(found.describe(domain, "MX"))
+    if found.outcome == Outcome.NXDOMAIN:
+        return []
+    if found.outcome == Outcome.NODATA:
+        return [domain]
+    ranked = sorted((int(preference), host) for preference, host in (r.split() for r in found.records))
+    return [host for _, host in ranked if host not in {"", ".", "@"}]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from deliverability.domains import normalize_domain
+from deliverability.esps import Transport
 from deliverability.models import CheckStatus, SendingDomain
 
 
@@ -37,3 +39,25 @@ def check_from_address(address: str) -> Readiness:
     else:
         problems = domain.failing_records()
     return Readiness(not problems or not settings.REQUIRE_PASSING_SENDING_DOMAIN, domain, problems)
+
+
+_ENVELOPE_CACHE_SECONDS = 60
+_envelope_domains: dict[str, tuple[float, str]] = {}
+
+
+def envelope_from(from_address: str, send_id: int) -> str:
+    """The Return-Path for one send: a VERP address on the envelope domain when it is ours.
+
+    `bounces+<send id>@<domain>` tells which send an asynchronous bounce belongs to even when
+    the bounce quotes nothing of the message. On an ESP's shared return path it is the ESP's
+    business, and the From address is returned. Domains are cached for a minute per process:
+    a batch asks once per message.
+    """
+    name = from_address.rpartition("@")[2].lower()
+    cached = _envelope_domains.get(name)
+    if cached is None or cached[0] < time.monotonic():
+        domain = SendingDomain.objects.filter(domain=name).first()
+        ours = domain is not None and (domain.transport == Transport.SMTP or bool(domain.return_path_domain))
+        cached = (time.monotonic() + _ENVELOPE_CACHE_SECONDS, domain.envelope_domain if ours else "")
+        _envelope_domains[name] = cached
+    return f"bounces+{send_id}@{cached[1]}" if cached[1] else from_address

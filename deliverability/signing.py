@@ -8,6 +8,7 @@ for those that verify it (RFC 8463 asks for the pair).
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -51,6 +52,8 @@ class Verification:
     domain: str = ""
     selector: str = ""
     reason: str = ""
+    # The key could not be looked up (DNS did not answer): neither pass nor fail.
+    temporary: bool = False
 
 
 def _key_pair(algorithm: str) -> tuple[str, str, int]:
@@ -141,15 +144,8 @@ def sign_message(message: bytes, domain: SendingDomain) -> bytes:
     """
     signed = message
     for key in domain.dkim_keys.filter(state=KeyState.ACTIVE).exclude(public_key="").order_by("algorithm"):
-        header = dkim.sign(
-            signed,
-            key.selector.encode(),
-            domain.domain.encode(),
-            encryption.decrypt(key.private_key_encrypted).encode(),
-            signature_algorithm=_SIGNATURE_ALGORITHMS[key.algorithm],
-            include_headers=[h for h in SIGNED_HEADERS if _has_header(message, h)],
-        )
-        signed = header + signed
+        private = encryption.decrypt(key.private_key_encrypted).encode()
+        signed = _sign(signed, message, key.selector, domain.domain, private, key.algorithm) + signed
     return signed
 
 
@@ -166,6 +162,9 @@ def verify_message(message: bytes) -> list[Verification]:
     for index in range(count):
         try:
             ok = checker.verify(idx=index, dnsfunc=dns_checks.dkim_txt_lookup)
+        except dns_checks.KeyLookupFailed as exc:
+            results.append(Verification(False, reason=f"could not look up the key: {exc}", temporary=True))
+            continue
         except dkim.DKIMException as exc:
             results.append(Verification(False, reason=str(exc)))
             continue
@@ -179,3 +178,46 @@ def verify_message(message: bytes) -> list[Verification]:
             )
         )
     return results
+
+
+_KEY_CACHE_SECONDS = 60
+_key_cache: dict[str, tuple[float, list[tuple[str, str, bytes]]]] = {}
+
+
+def _signing_keys(domain_name: str) -> list[tuple[str, str, bytes]]:
+    """(selector, algorithm, private key) of a domain's active keys, cached for a minute per process.
+
+    A batch signs hundreds of messages for one domain; a key switched on or off in the admin
+    takes effect within the minute.
+    """
+    cached = _key_cache.get(domain_name)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    keys = [
+        (key.selector, key.algorithm, encryption.decrypt(key.private_key_encrypted).encode())
+        for key in DkimKey.objects.filter(domain__domain=domain_name, state=KeyState.ACTIVE)
+        .exclude(public_key="")
+        .order_by("algorithm")
+    ]
+    _key_cache[domain_name] = (time.monotonic() + _KEY_CACHE_SECONDS, keys)
+    return keys
+
+
+def sign_for_address(message: bytes, from_address: str) -> bytes:
+    """Sign with the active keys of the From address's sending domain (unchanged if it has none)."""
+    domain_name = from_address.rpartition("@")[2].lower()
+    signed = message
+    for selector, algorithm, private in _signing_keys(domain_name):
+        signed = _sign(signed, message, selector, domain_name, private, algorithm) + signed
+    return signed
+
+
+def _sign(signed: bytes, original: bytes, selector: str, domain_name: str, private: bytes, algorithm: str) -> bytes:
+    return dkim.sign(
+        signed,
+        selector.encode(),
+        domain_name.encode(),
+        private,
+        signature_algorithm=_SIGNATURE_ALGORITHMS[algorithm],
+        include_headers=[h for h in SIGNED_HEADERS if _has_header(original, h)],
+    )

@@ -124,3 +124,14 @@ def test_selectors_never_repeat_within_a_month(news, now):
     selectors = {signing.create_key(news, algorithm=KeyAlgorithm.RSA, now=now).selector for _ in range(3)}
 
     assert selectors == {"dw202611r2", "dw202611r3", "dw202611r4"}
+
+
+def test_a_key_dns_does_not_answer_for_is_neither_pass_nor_fail(news, dns_server, settings):
+    settings.DNS_TIMEOUT_SECONDS = 0.5
+    signed = signing.sign_message(MESSAGE, news)
+    dns_server.silence(news.dkim_keys.get().record_name)
+
+    [verification] = signing.verify_message(signed)
+
+    assert (verification.ok, verification.temporary) == (False, True)
+    assert verification.reason.startswith("could not look up the key: the DNS server did not answer")

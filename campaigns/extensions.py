@@ -1,0 +1,38 @@
+"""What the send pipeline needs from the deliverability app, which plugs it in at start-up.
+
+Dependencies point one way (deliverability imports campaigns, never the reverse), yet the
+pipeline must sign with the sending domain's DKIM key, find a recipient domain's MX and ask
+whether a From address may send. deliverability's AppConfig.ready() fills these in; until
+it does, nothing is signed and no From address is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+class MxLookupFailed(Exception):
+    """DNS did not answer for a recipient domain's MX: try again later."""
+
+
+@dataclass
+class FromCheck:
+    allowed: bool
+    problems: list[str] = field(default_factory=list)
+
+
+def _refuse_everything(address: str) -> FromCheck:
+    return FromCheck(False, ["No sending-domain checks are installed (the deliverability app is missing)."])
+
+
+@dataclass
+class Extensions:
+    sign: Callable[[bytes, str], bytes] = lambda message, from_address: message
+    check_from_address: Callable[[str], FromCheck] = _refuse_everything
+    mx_hosts: Callable[[str], list[str]] = lambda domain: [domain]
+    # (From address, send id) → envelope sender: a VERP address on the return-path domain.
+    envelope_from: Callable[[str, int], str] = lambda from_address, send_id: from_address
+
+
+extensions = Extensions()

@@ -1,0 +1,294 @@
+"""The local ISP simulator: replies by rule per recipient, DKIM verdicts, and its command."""
+
+from __future__ import annotations
+
+import json
+import os
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from deliverability import signing
+from deliverability.isp_simulator import DkimResult, IspSimulator, Rules, RulesError, tls_context
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SLOW_SECONDS = 0.3
+SENDER = "bounces@news.example.com"
+
+
+@pytest.fixture
+def simulator():
+    """An ISP on a free loopback port with the default rules and a short 'slow'."""
+    server = IspSimulator(port=0, rules=Rules.default(slow_seconds=SLOW_SECONDS), timeout_hold_seconds=30)
+    server.start()
+    yield server
+    server.stop()
+
+
+def message(to: str = "reader@example.net", *, subject: str = "Hello") -> bytes:
+    email = EmailMessage(policy=SMTP)
+    email["From"] = "News <news@news.example.com>"
+    email["To"] = to
+    email["Subject"] = subject
+    email["Date"] = "Mon, 02 Nov 2026 09:30:00 +0000"
+    email["Message-ID"] = "<campaign-1.send-1@news.example.com>"
+    email.set_content("Our autumn news.\n")
+    return email.as_bytes()
+
+
+def send(server: IspSimulator, to: str, data: bytes | None = None, *, timeout: float = 5) -> dict:
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=timeout) as client:
+        return client.sendmail(SENDER, [to], data or message(to))
+
+
+def refused(server: IspSimulator, to: str) -> tuple[int, bytes]:
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as caught:
+        send(server, to)
+    return caught.value.recipients[to]
+
+
+def test_an_ordinary_recipient_is_accepted_and_the_message_recorded(simulator):
+    assert send(simulator, "reader@example.net") == {}
+    [received] = simulator.wait_for_messages(1)
+    assert received.mail_from == SENDER
+    assert received.rcpts == ("reader@example.net",)
+    assert b"Our autumn news." in received.data
+    assert received.message_id == "<campaign-1.send-1@news.example.com>"
+    assert simulator.attempts["reader@example.net"] == 1
+
+
+def test_an_unknown_user_is_a_550_5_1_1(simulator):
+    code, text = refused(simulator, "unknown1@example.net")
+    assert code == 550
+    assert text == b"5.1.1 The email account that you tried to reach does not exist."
+
+
+@pytest.mark.parametrize(
+    ("to", "code", "text"),
+    [
+        ("full@example.net", 552, b"5.2.2 Mailbox full"),
+        ("spam@example.net", 554, b"5.7.1 Message rejected as spam"),
+        ("policy@example.net", 554, b"5.7.1 Message rejected by local policy"),
+    ],
+)
+def test_full_mailboxes_spam_and_policy_are_rejected_with_their_codes(simulator, to, code, text):
+    assert refused(simulator, to) == (code, text)
+    assert simulator.received == []
+
+
+def test_defer3_is_deferred_three_times_then_accepted_on_the_fourth_connection(simulator):
+    for _attempt in range(3):
+        assert refused(simulator, "defer3@example.net") == (451, b"4.7.1 Try again later")
+    assert send(simulator, "defer3@example.net") == {}
+    assert simulator.attempts["defer3@example.net"] == 4
+    assert simulator.wait_for_messages(1)[0].rcpts == ("defer3@example.net",)
+
+
+def test_a_busy_server_answers_421_and_hangs_up_the_given_number_of_times(simulator):
+    assert refused(simulator, "busy1@example.net") == (421, b"4.7.0 Too many connections")
+    assert send(simulator, "busy1@example.net") == {}
+
+
+def test_only_the_refused_recipients_of_a_message_are_left_out(simulator):
+    with smtplib.SMTP("127.0.0.1", simulator.port, timeout=5) as client:
+        refusals = client.sendmail(SENDER, ["reader@example.net", "full@example.net"], message())
+    assert refusals == {"full@example.net": (552, b"5.2.2 Mailbox full")}
+    assert simulator.wait_for_messages(1)[0].rcpts == ("reader@example.net",)
+
+
+def test_a_timeout_recipient_gets_no_answer_while_other_connections_are_served(simulator):
+    failure: list[Exception] = []
+
+    def send_to_the_silent_mailbox():
+        try:
+            send(simulator, "timeout@example.net", timeout=1)
+        except (TimeoutError, smtplib.SMTPServerDisconnected) as error:
+            failure.append(error)
+
+    held = threading.Thread(target=send_to_the_silent_mailbox)
+    held.start()
+    simulator.wait_for_attempts("timeout@example.net", 1)
+    assert send(simulator, "reader@example.net") == {}
+    assert held.is_alive(), "the other connection should have been served while this one waits"
+    held.join(timeout=5)
+    assert len(failure) == 1
+    assert simulator.wait_for_messages(1)[0].rcpts == ("reader@example.net",)
+
+
+def test_a_slow_recipient_is_accepted_after_the_delay(simulator):
+    started = time.monotonic()
+    assert send(simulator, "slow@example.net") == {}
+    assert time.monotonic() - started >= SLOW_SECONDS
+
+
+def test_a_rules_file_goes_before_the_defaults(tmp_path):
+    rules_file = tmp_path / "rules.json"
+    rules_file.write_text(
+        json.dumps(
+            {
+                "rules": [
+                    {"prefix": "unknown", "reply": "250 2.1.5 OK"},
+                    {"address": "CEO@Example.net", "reply": "550 5.1.1 No such user here"},
+                    {"regex": r".*@blocked\.example", "reply": "554 5.7.1 Blocked"},
+                    {"prefix": "later", "reply": "450 4.2.0 Greylisted", "times": 1},
+                ]
+            }
+        )
+    )
+    server = IspSimulator(port=0, rules=Rules.from_file(rules_file))
+    server.start()
+    try:
+        assert send(server, "unknown1@example.net") == {}
+        assert refused(server, "ceo@example.net") == (550, b"5.1.1 No such user here")
+        assert refused(server, "anyone@blocked.example") == (554, b"5.7.1 Blocked")
+        assert refused(server, "later@example.net") == (450, b"4.2.0 Greylisted")
+        assert send(server, "later@example.net") == {}
+        assert refused(server, "full@example.net")[0] == 552
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("not json", "cannot read rules file"),
+        ('[{"prefix": "x"}]', "expected a JSON object"),
+        ('{"rules": [{"prefix": "x", "reply": "ok"}]}', "rule 1: reply must be an SMTP reply"),
+        ('{"rules": [{"prefix": "x", "regex": "y"}]}', "rule 1: give exactly one of"),
+        ('{"rules": [{"regex": "("}]}', "rule 1: bad regex"),
+        ('{"rules": [{"prefix": "x", "times": -1}]}', "rule 1: times must be"),
+    ],
+)
+def test_a_bad_rules_file_is_refused_with_the_reason(tmp_path, content, problem):
+    rules_file = tmp_path / "rules.json"
+    rules_file.write_text(content)
+    with pytest.raises(RulesError, match=problem):
+        Rules.from_file(rules_file)
+
+
+def test_a_message_signed_by_our_domain_passes_dkim(simulator, news):
+    signed = signing.sign_message(message(), news)
+    assert send(simulator, "reader@example.net", signed) == {}
+    [received] = simulator.wait_for_messages(1)
+    assert received.dkim == DkimResult.PASS
+    assert received.verifications[0].domain == "news.example.com"
+
+
+def test_an_unsigned_message_has_no_dkim_result(simulator):
+    send(simulator, "reader@example.net")
+    assert simulator.wait_for_messages(1)[0].dkim == DkimResult.NONE
+
+
+def test_a_message_changed_after_signing_fails_dkim(simulator, news):
+    signed = signing.sign_message(message(), news)
+    tampered = signed.replace(b"Our autumn news.", b"Buy cheap watches")
+    send(simulator, "reader@example.net", tampered)
+    assert simulator.wait_for_messages(1)[0].dkim == DkimResult.FAIL
+
+
+def test_a_silent_dns_server_neither_delays_the_reply_nor_passes_the_message(simulator, news, settings, dns_server):
+    signed = signing.sign_message(message(), news)
+    for key in news.dkim_keys.all():
+        dns_server.silence(key.record_name)
+    settings.DNS_TIMEOUT_SECONDS = 1
+    started = time.monotonic()
+    assert send(simulator, "reader@example.net", signed) == {}
+    assert time.monotonic() - started < settings.DNS_TIMEOUT_SECONDS
+    assert simulator.wait_for_messages(1)[0].dkim != DkimResult.PASS
+    assert send(simulator, "other@example.net") == {}
+
+
+def test_starttls_is_offered_when_given_a_certificate(tmp_path):
+    cert, key = self_signed_certificate(tmp_path)
+    server = IspSimulator(port=0, tls_context=tls_context(cert=cert, key=key))
+    server.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=5) as client:
+            client.ehlo()
+            assert client.has_extn("starttls")
+            client.starttls(context=ssl._create_unverified_context())
+            assert client.sendmail(SENDER, ["reader@example.net"], message()) == {}
+        assert server.wait_for_messages(1)
+    finally:
+        server.stop()
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "isp-simulator.localhost")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_listening(port: int, process: subprocess.Popen, *, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+
+
+def test_the_command_serves_until_it_is_stopped(tmp_path):
+    port = free_port()
+    env = {**os.environ, "DELIVERWELL_VAR_DIR": str(tmp_path), "LOG_LEVEL": "INFO"}
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "isp_simulator", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until_listening(port, process)
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as client:
+            assert client.sendmail(SENDER, ["reader@example.net"], message()) == {}
+            with pytest.raises(smtplib.SMTPRecipientsRefused):
+                client.sendmail(SENDER, ["unknown@example.net"], message())
+    finally:
+        process.terminate()
+        out, err = process.communicate(timeout=10)
+    assert process.returncode == 0, err
+    assert f"ISP simulator listening on 127.0.0.1:{port}" in out
+    assert "unknown…@" in out
+    assert "rcpt unknown@example.net (attempt 1): 550 5.1.1" in err
+    assert "from bounces@news.example.com to reader@example.net: dkim=none" in err
