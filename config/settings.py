@@ -300,6 +300,21 @@ BOUNCE_MX_HOST = env_str("BOUNCE_MX_HOST", "")
 # Campaigns refuse a From address whose sending domain fails a check; off (staging only), they warn.
 REQUIRE_PASSING_SENDING_DOMAIN = env_bool("REQUIRE_PASSING_SENDING_DOMAIN", True)
 
+# Campaigns. The frequency cap: at most this many marketing emails per contact per rolling window;
+# sends over it are recorded as skipped (frequency cap), never silently dropped.
+FREQUENCY_CAP_EMAILS = env_int("FREQUENCY_CAP_EMAILS", 3, minimum=1)
+FREQUENCY_CAP_DAYS = env_int("FREQUENCY_CAP_DAYS", 7, minimum=1)
+# Deferred (4xx) sends are retried with backoff until accepted, refused, or this long after the
+# first attempt; then they count as a soft bounce "expired".
+SEND_RETRY_HOURS = env_int("SEND_RETRY_HOURS", 72, minimum=1)
+# Recipients per Celery task: each task claims this many sends and reuses its connections.
+SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 200, minimum=1)
+# Direct SMTP: a smarthost (host:port) or, when empty, each recipient domain's MX.
+CAMPAIGN_SMTP_HOST = env_str("CAMPAIGN_SMTP_HOST", "")
+CAMPAIGN_SMTP_PORT = env_int("CAMPAIGN_SMTP_PORT", 25, minimum=1)
+# A receiving server that does not answer within this many seconds leaves the send "not sent".
+CAMPAIGN_SMTP_TIMEOUT_SECONDS = env_int("CAMPAIGN_SMTP_TIMEOUT_SECONDS", 30, minimum=1)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

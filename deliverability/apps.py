@@ -19,3 +19,18 @@ class DeliverabilityConfig(AppConfig):
         extensions.mx_hosts = dns_checks.mx_hosts
         extensions.check_from_address = check_from_address
         extensions.envelope_from = readiness.envelope_from
+
+        # Signing keys and envelope domains are cached per process for a minute; a change made
+        # in this process takes effect at once.
+        from django.db.models.signals import post_delete, post_save
+
+        from deliverability.models import DkimKey, SendingDomain
+
+        def forget_domain(sender, instance, **kwargs) -> None:
+            name = instance.domain if isinstance(instance, SendingDomain) else instance.domain.domain
+            signing.forget_cached_keys(name)
+            readiness.forget_cached_domain(name)
+
+        for model in (SendingDomain, DkimKey):
+            post_save.connect(forget_domain, sender=model, dispatch_uid=f"forget-{model.__name__}")
+            post_delete.connect(forget_domain, sender=model, dispatch_uid=f"forget-deleted-{model.__name__}")

@@ -45,6 +45,10 @@ _ENVELOPE_CACHE_SECONDS = 60
 _envelope_domains: dict[str, tuple[float, str]] = {}
 
 
+def forget_cached_domain(domain_name: str) -> None:
+    _envelope_domains.pop(domain_name, None)
+
+
 def envelope_from(from_address: str, send_id: int) -> str:
     """The Return-Path for one send: a VERP address on the envelope domain when it is ours.
 

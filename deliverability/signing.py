@@ -184,6 +184,10 @@ _KEY_CACHE_SECONDS = 60
 _key_cache: dict[str, tuple[float, list[tuple[str, str, bytes]]]] = {}
 
 
+def forget_cached_keys(domain_name: str) -> None:
+    _key_cache.pop(domain_name, None)
+
+
 def _signing_keys(domain_name: str) -> list[tuple[str, str, bytes]]:
     """(selector, algorithm, private key) of a domain's active keys, cached for a minute per process.
 

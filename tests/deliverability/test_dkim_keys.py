@@ -9,7 +9,7 @@ from django.utils import timezone
 from crm import encryption
 from deliverability import dns_checks, records, signing
 from deliverability.models import DkimKey, KeyAlgorithm, KeyState
-from tests.deliverability.conftest import publish_key
+from tests.conftest import publish_key
 
 MESSAGE = (
     b"From: News <news@news.example.com>\r\n"

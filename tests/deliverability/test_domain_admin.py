@@ -9,7 +9,7 @@ from django.utils import timezone
 from crm import encryption
 from deliverability import dns_checks, readiness, signing
 from deliverability.models import CheckStatus, DkimKey, DomainAlert, KeyAlgorithm, KeyState, SendingDomain
-from tests.deliverability.conftest import publish_key
+from tests.conftest import publish_key
 
 
 def page_of(domain: SendingDomain) -> str:

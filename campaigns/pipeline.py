@@ -1,0 +1,315 @@
+"""The send pipeline: start, claim, gate, render, sign, send, record.
+
+States of a Send: queued → sending (claimed by one worker's batch) → delivered / deferred /
+hard or soft bounce / not sent; or skipped with the gate's reason. Deferred sends carry
+their next attempt in `due_at` (the database, never a Celery countdown: a broker's
+visibility timeout would redeliver long countdowns and send twice).
+
+Crash rule for in-flight rows: a worker that dies leaves its batch in `sending`.
+`recover_stale_claims` returns sends claimed more than SEND_CLAIM_STALE_MINUTES ago to
+`queued`. A message that went out just before the crash is then sent again: the duplicates
+a crash can cause are at most one batch (SEND_BATCH_SIZE) per dead worker, never more.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.db.models import Q
+
+from campaigns import audience, bounces, rendering
+from campaigns import links as campaign_links
+from campaigns.extensions import extensions
+from campaigns.gate import annotate_refusal
+from campaigns.models import Campaign, CampaignStatus, Send, SendStatus
+from campaigns.transports import Outgoing, Reply, SmtpTransport
+from crm import links
+from crm.eligibility import Ineligibility
+from crm.models import Contact, EmailStatus, Suppression, SuppressionReason
+
+logger = logging.getLogger(__name__)
+
+CLAIMABLE = [SendStatus.QUEUED, SendStatus.DEFERRED]
+STALE_CLAIM = timedelta(minutes=15)
+FIRST_RETRY = timedelta(minutes=15)
+LONGEST_RETRY = timedelta(hours=6)
+
+
+class CampaignError(Exception):
+    """The campaign cannot do that now; the message says why in plain words."""
+
+
+def _set_status(campaign: Campaign, status: str, *, user, now: datetime) -> None:
+    campaign.status = status
+    campaign.status_changed_at = now
+    campaign.status_changed_by = user
+    campaign.save(update_fields=["status", "status_changed_at", "status_changed_by"])
+
+
+def blocking_problems(campaign: Campaign) -> list[str]:
+    """What must be fixed before the campaign may send: template errors and the From address."""
+    problems = [
+        str(problem)
+        for problem in rendering.check_templates(
+            subject=campaign.subject, html=campaign.html_body, text=campaign.text_body
+        )
+    ]
+    sender = extensions.check_from_address(campaign.from_email)
+    return problems if sender.allowed else problems + sender.problems
+
+
+def start_campaign(campaign: Campaign, *, user, now: datetime) -> tuple[int, int]:
+    """Build the sends and start sending (or wait for `scheduled_at`). Returns (queued, skipped)."""
+    if campaign.status != CampaignStatus.DRAFT:
+        raise CampaignError(f"{campaign} is {campaign.get_status_display().lower()}; only a draft can be started.")
+    problems = blocking_problems(campaign)
+    if problems:
+        raise CampaignError("Cannot send: " + " ".join(problems))
+    due_at = max(campaign.scheduled_at or now, now)
+    with transaction.atomic():
+        queued, skipped = audience.build_sends(campaign, now=now, due_at=due_at)
+        if not queued:
+            transaction.set_rollback(True)
+            raise CampaignError(
+                f"Nobody in the audience may receive {campaign} now ({skipped} skipped): nothing was sent."
+            )
+        scheduled = campaign.scheduled_at is not None and campaign.scheduled_at > now
+        _set_status(campaign, CampaignStatus.SCHEDULED if scheduled else CampaignStatus.SENDING, user=user, now=now)
+    return queued, skipped
+
+
+def pause_campaign(campaign: Campaign, *, user, now: datetime) -> None:
+    if campaign.status not in {CampaignStatus.SENDING, CampaignStatus.SCHEDULED}:
+        raise CampaignError(f"{campaign} is {campaign.get_status_display().lower()}; only a sending campaign pauses.")
+    _set_status(campaign, CampaignStatus.PAUSED, user=user, now=now)
+
+
+def resume_campaign(campaign: Campaign, *, user, now: datetime) -> None:
+    if campaign.status != CampaignStatus.PAUSED:
+        raise CampaignError(f"{campaign} is {campaign.get_status_display().lower()}, not paused.")
+    _set_status(campaign, CampaignStatus.SENDING, user=user, now=now)
+
+
+def cancel_campaign(campaign: Campaign, *, user, now: datetime) -> int:
+    """Stop for good; sends not yet handed over are cancelled. Returns how many."""
+    if campaign.status in {CampaignStatus.SENT, CampaignStatus.CANCELLED}:
+        raise CampaignError(f"{campaign} is already {campaign.get_status_display().lower()}.")
+    with transaction.atomic():
+        cancelled = Send.objects.filter(campaign=campaign, status__in=CLAIMABLE).update(status=SendStatus.CANCELLED)
+        _set_status(campaign, CampaignStatus.CANCELLED, user=user, now=now)
+    return cancelled
+
+
+def start_due_campaigns(*, now: datetime) -> int:
+    """Scheduled campaigns whose time has come start sending."""
+    return Campaign.objects.filter(status=CampaignStatus.SCHEDULED, scheduled_at__lte=now).update(
+        status=CampaignStatus.SENDING, status_changed_at=now
+    )
+
+
+def claim(campaign_id: int, *, now: datetime, limit: int) -> list[int]:
+    """Claim up to `limit` due sends of a sending campaign for this worker; return their ids.
+
+    On PostgreSQL, `SKIP LOCKED` lets workers claim side by side without waiting; the token
+    makes the claim exact on every database (a row another worker took is not returned).
+    """
+    token = secrets.token_hex(16)
+    with transaction.atomic():
+        due = (
+            Send.objects.select_for_update(skip_locked=True)
+            .filter(
+                campaign_id=campaign_id,
+                campaign__status=CampaignStatus.SENDING,
+                status__in=CLAIMABLE,
+                due_at__lte=now,
+            )
+            .order_by("due_at", "pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        Send.objects.filter(pk__in=list(due), status__in=CLAIMABLE).update(
+            status=SendStatus.SENDING, claimed_at=now, claim_token=token
+        )
+    return list(Send.objects.filter(claim_token=token, status=SendStatus.SENDING).values_list("pk", flat=True))
+
+
+def render_for(campaign: Campaign, send: Send, contact: Contact) -> rendering.Rendered:
+    """The campaign as this recipient gets it (and sees it in the browser)."""
+    context = rendering.recipient_context(
+        contact=rendering.contact_values(contact),
+        campaign_name=campaign.name,
+        subject=campaign.subject,
+        unsubscribe_url=links.unsubscribe_url(contact, campaign.subscription_type, send_id=send.pk),
+        preferences_url=links.preferences_url(contact),
+        view_in_browser_url=campaign_links.view_url(send.pk),
+    )
+    return rendering.render(subject=campaign.subject, html=campaign.html_body, text=campaign.text_body, context=context)
+
+
+def _message(campaign: Campaign, send: Send, contact: Contact) -> tuple[EmailMultiAlternatives, str]:
+    rendered = render_for(campaign, send, contact)
+    domain = campaign.from_email.rpartition("@")[2]
+    # Events (bounces, webhooks) find the send by this id: "<send id>.<random>@<From domain>".
+    message_id = f"<{send.pk}.{secrets.token_hex(6)}@{domain}>"
+    headers = {
+        **links.list_unsubscribe_headers(contact, campaign.subscription_type, send_id=send.pk),
+        "Message-ID": message_id,
+        "Feedback-ID": f"{campaign.pk}:{campaign.subscription_type_id}:deliverwell",
+    }
+    if campaign.reply_to:
+        headers["Reply-To"] = campaign.reply_to
+    message = EmailMultiAlternatives(
+        subject=rendered.subject,
+        body=rendered.text,
+        from_email=f"{campaign.from_name} <{campaign.from_email}>",
+        to=[contact.email],
+        headers=headers,
+    )
+    message.attach_alternative(rendered.html, "text/html")
+    return message, message_id
+
+
+def _retry_at(send: Send, now: datetime) -> datetime:
+    delay = min(FIRST_RETRY * 2 ** max(send.attempts - 1, 0), LONGEST_RETRY)
+    return now + delay
+
+
+def _apply(send: Send, reply: Reply, *, now: datetime) -> None:
+    verdict = bounces.classify(reply.code, reply.text)
+    if verdict.outcome == bounces.Outcome.DEFERRED and now - send.first_attempt_at >= timedelta(
+        hours=settings.SEND_RETRY_HOURS
+    ):
+        verdict = bounces.expire_deferral(verdict)
+    # smtplib reports an unreadable reply as -1: the server said nothing we can keep as a code.
+    send.smtp_code = reply.code if reply.code and reply.code > 0 else None
+    send.smtp_reply = reply.text[:2000]
+    send.bounce_category = verdict.category
+    if verdict.outcome == bounces.Outcome.DEFERRED:
+        send.status = SendStatus.DEFERRED
+        send.due_at = _retry_at(send, now)
+        return
+    send.status = {
+        bounces.Outcome.DELIVERED: SendStatus.DELIVERED,
+        bounces.Outcome.HARD_BOUNCE: SendStatus.HARD_BOUNCED,
+        bounces.Outcome.SOFT_BOUNCE: SendStatus.SOFT_BOUNCED,
+        bounces.Outcome.NOT_SENT: SendStatus.NOT_SENT,
+    }[verdict.outcome]
+
+
+_RESULT_FIELDS = [
+    "status",
+    "skip_reason",
+    "attempts",
+    "first_attempt_at",
+    "last_attempt_at",
+    "due_at",
+    "message_id",
+    "smtp_code",
+    "smtp_reply",
+    "bounce_category",
+    "claim_token",
+]
+
+
+def send_batch(send_ids: list[int], *, now: datetime, transport: SmtpTransport | None = None) -> dict[str, int]:
+    """Gate, render, sign and send claimed sends; record every result. Returns counts by status."""
+    sends = list(Send.objects.filter(pk__in=send_ids, status=SendStatus.SENDING).select_related("campaign"))
+    if not sends:
+        return {}
+    by_campaign: dict[int, list[Send]] = {}
+    for send in sends:
+        by_campaign.setdefault(send.campaign_id, []).append(send)
+    own_transport = transport is None
+    transport = transport or smtp_transport()
+    try:
+        for campaign_sends in by_campaign.values():
+            _send_campaign_batch(campaign_sends[0].campaign, campaign_sends, now=now, transport=transport)
+    finally:
+        if own_transport:
+            transport.close()
+    Send.objects.bulk_update(sends, _RESULT_FIELDS)
+    _suppress_hard_bounces([s for s in sends if s.status == SendStatus.HARD_BOUNCED], now=now)
+    counts: dict[str, int] = {}
+    for send in sends:
+        counts[send.status] = counts.get(send.status, 0) + 1
+    return counts
+
+
+def _send_campaign_batch(campaign: Campaign, sends: list[Send], *, now: datetime, transport: SmtpTransport) -> None:
+    # The gate again, for this batch, now: someone may have unsubscribed since the audience was built.
+    contacts = {
+        contact.pk: contact
+        for contact in annotate_refusal(Contact.objects.filter(pk__in=[s.contact_id for s in sends]), campaign, now=now)
+    }
+    for send in sends:
+        send.claim_token = ""
+        contact = contacts.get(send.contact_id)
+        if contact is None or contact.refusal:
+            send.status = SendStatus.SKIPPED
+            send.skip_reason = contact.refusal if contact else Ineligibility.NOT_SUBSCRIBED
+            continue
+        message, send.message_id = _message(campaign, send, contact)
+        signed = extensions.sign(message.message().as_bytes(linesep="\r\n"), campaign.from_email)
+        send.attempts += 1
+        send.first_attempt_at = send.first_attempt_at or now
+        send.last_attempt_at = now
+        reply = transport.deliver(
+            Outgoing(extensions.envelope_from(campaign.from_email, send.pk), contact.email, signed)
+        )
+        _apply(send, reply, now=now)
+
+
+def _suppress_hard_bounces(sends: list[Send], *, now: datetime) -> None:
+    if not sends:
+        return
+    Suppression.objects.bulk_create(
+        [
+            Suppression(
+                email=send.email,
+                reason=SuppressionReason.HARD_BOUNCE,
+                created_at=now,
+                source=f"campaign {send.campaign_id}",
+                note=send.smtp_reply[:500],
+            )
+            for send in sends
+        ],
+        ignore_conflicts=True,
+    )
+    Contact.objects.filter(pk__in=[s.contact_id for s in sends]).update(email_status=EmailStatus.HARD_BOUNCED)
+
+
+def smtp_transport() -> SmtpTransport:
+    smarthost = (settings.CAMPAIGN_SMTP_HOST, settings.CAMPAIGN_SMTP_PORT) if settings.CAMPAIGN_SMTP_HOST else None
+    return SmtpTransport(
+        timeout=settings.CAMPAIGN_SMTP_TIMEOUT_SECONDS,
+        mx_hosts=extensions.mx_hosts,
+        smarthost=smarthost,
+        port=settings.CAMPAIGN_SMTP_PORT,
+    )
+
+
+def recover_stale_claims(*, now: datetime) -> int:
+    """Sends a dead worker held for too long go back to the queue (see the module's crash rule)."""
+    return Send.objects.filter(status=SendStatus.SENDING, claimed_at__lt=now - STALE_CLAIM).update(
+        status=SendStatus.QUEUED, claim_token=""
+    )
+
+
+def campaigns_with_due_sends(*, now: datetime) -> list[int]:
+    return list(
+        Campaign.objects.filter(status=CampaignStatus.SENDING)
+        .filter(Q(sends__status__in=CLAIMABLE, sends__due_at__lte=now))
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+
+
+def finish_campaigns(*, now: datetime) -> int:
+    """Sending campaigns with nothing left to send or retry are sent."""
+    pending = Send.objects.filter(status__in=[*CLAIMABLE, SendStatus.SENDING])
+    done = Campaign.objects.filter(status=CampaignStatus.SENDING).exclude(pk__in=pending.values("campaign_id"))
+    return done.update(status=CampaignStatus.SENT, status_changed_at=now)

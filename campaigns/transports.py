@@ -1,0 +1,135 @@
+"""Direct SMTP delivery: the receiving server's word, exactly as it said it.
+
+One connection per receiving host, kept open for the whole batch (a batch is hundreds of
+messages; connection set-up costs more than a message). Each message is its own
+MAIL/RCPT/DATA transaction because every message is personalized, so the reply to RCPT or
+DATA is that recipient's result. STARTTLS is used whenever offered, opportunistically and
+without certificate checks, as MTAs do (RFC 7435).
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from campaigns.extensions import MxLookupFailed
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    envelope_from: str
+    recipient: str
+    message: bytes
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A receiving server's reply; code None when it never answered (not sent, not a bounce)."""
+
+    code: int | None
+    text: str
+
+
+def _decoded(text: bytes | str) -> str:
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+
+
+class SmtpTransport:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        mx_hosts: Callable[[str], list[str]],
+        smarthost: tuple[str, int] | None = None,
+        port: int = 25,
+        local_hostname: str | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.mx_hosts = mx_hosts
+        self.smarthost = smarthost
+        self.port = port
+        self.local_hostname = local_hostname
+        self.connections: dict[tuple[str, int], smtplib.SMTP] = {}
+        self._tls = ssl.create_default_context()
+        self._tls.check_hostname = False
+        self._tls.verify_mode = ssl.CERT_NONE
+
+    def __enter__(self) -> SmtpTransport:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for connection in self.connections.values():
+            try:
+                connection.quit()
+            except (smtplib.SMTPException, OSError):
+                connection.close()
+        self.connections.clear()
+
+    def _hosts(self, recipient: str) -> list[tuple[str, int]] | Reply:
+        if self.smarthost:
+            return [self.smarthost]
+        domain = recipient.rpartition("@")[2]
+        try:
+            hosts = self.mx_hosts(domain)
+        except MxLookupFailed as exc:
+            return Reply(451, f"4.4.3 Could not look up the MX of {domain}: {exc}")
+        if not hosts:
+            return Reply(550, f"5.1.2 {domain} does not accept mail: no MX and no address (our lookup)")
+        return [(host, self.port) for host in hosts]
+
+    def _connection(self, address: tuple[str, int]) -> smtplib.SMTP:
+        connection = self.connections.get(address)
+        if connection is None:
+            connection = smtplib.SMTP(timeout=self.timeout, local_hostname=self.local_hostname)
+            connection.connect(*address)
+            connection.ehlo()
+            if connection.has_extn("starttls"):
+                connection.starttls(context=self._tls)
+                connection.ehlo()
+            self.connections[address] = connection
+        return connection
+
+    def _drop(self, address: tuple[str, int]) -> None:
+        connection = self.connections.pop(address, None)
+        if connection is not None:
+            connection.close()
+
+    def deliver(self, outgoing: Outgoing) -> Reply:
+        hosts = self._hosts(outgoing.recipient)
+        if isinstance(hosts, Reply):
+            return hosts
+        reply = Reply(None, "no receiving host")
+        # The next MX is tried only when a host cannot be reached: a host that answers decides.
+        for address in hosts:
+            try:
+                return self._transaction(self._connection(address), outgoing)
+            except TimeoutError:
+                reply = Reply(None, f"{address[0]} did not answer within {self.timeout:g} s")
+            except smtplib.SMTPConnectError as exc:
+                reply = Reply(exc.smtp_code, _decoded(exc.smtp_error))
+                if 500 <= exc.smtp_code < 600:
+                    self._drop(address)
+                    return reply
+            except smtplib.SMTPResponseException as exc:
+                reply = Reply(exc.smtp_code, _decoded(exc.smtp_error))
+                self._drop(address)
+                return reply
+            except (smtplib.SMTPException, OSError) as exc:
+                reply = Reply(None, f"{address[0]}: {exc or type(exc).__name__}")
+            self._drop(address)
+        return reply
+
+    def _transaction(self, connection: smtplib.SMTP, outgoing: Outgoing) -> Reply:
+        code, text = connection.mail(outgoing.envelope_from)
+        if code == 250:
+            code, text = connection.rcpt(outgoing.recipient)
+            if code in {250, 251}:
+                code, text = connection.data(outgoing.message)
+                return Reply(code, _decoded(text))
+        connection.rset()
+        return Reply(code, _decoded(text))
