@@ -140,6 +140,8 @@ class Send(models.Model):
             models.Index(fields=["campaign", "status"], name="send_campaign_status"),
             models.Index(fields=["status", "due_at"], name="send_due"),
             models.Index(fields=["contact", "first_attempt_at"], name="send_contact_recent"),
+            # The warm-up cap counts today's first attempts before every claim.
+            models.Index(fields=["first_attempt_at"], name="send_first_attempt"),
             models.Index(fields=["message_id"], name="send_message_id"),
         ]
 

@@ -20,13 +20,13 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import Q
 
 from campaigns import audience, bounces, rendering
 from campaigns import links as campaign_links
 from campaigns.extensions import extensions
 from campaigns.gate import annotate_refusal
 from campaigns.models import Campaign, CampaignStatus, Send, SendStatus
+from campaigns.throttle import Throttle
 from campaigns.transports import Outgoing, Reply, SmtpTransport
 from crm import links
 from crm.eligibility import Ineligibility
@@ -118,6 +118,9 @@ def claim(campaign_id: int, *, now: datetime, limit: int) -> list[int]:
     On PostgreSQL, `SKIP LOCKED` lets workers claim side by side without waiting; the token
     makes the claim exact on every database (a row another worker took is not returned).
     """
+    limit = min(limit, warmup_allowance(now=now))
+    if limit <= 0:
+        return []
     token = secrets.token_hex(16)
     with transaction.atomic():
         due = (
@@ -148,6 +151,21 @@ def render_for(campaign: Campaign, send: Send, contact: Contact) -> rendering.Re
         view_in_browser_url=campaign_links.view_url(send.pk),
     )
     return rendering.render(subject=campaign.subject, html=campaign.html_body, text=campaign.text_body, context=context)
+
+
+def warmup_allowance(*, now: datetime) -> int:
+    """How many more messages today's warm-up cap allows (unlimited without a warm-up schedule).
+
+    A new dedicated IP has no reputation; mailbox providers throttle or junk a sudden volume
+    from it, so the daily volume ramps up over the first weeks.
+    """
+    caps = settings.SEND_WARMUP_DAILY_CAPS
+    if not caps:
+        return 1 << 30
+    day = max((now.date() - settings.SEND_WARMUP_START).days, 0)
+    start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    sent_today = Send.objects.filter(first_attempt_at__gte=start_of_day).count()
+    return max(caps[min(day, len(caps) - 1)] - sent_today, 0)
 
 
 def _message(campaign: Campaign, send: Send, contact: Contact) -> tuple[EmailMultiAlternatives, str]:
@@ -215,6 +233,12 @@ _RESULT_FIELDS = [
 ]
 
 
+def throttle() -> Throttle | None:
+    if not settings.SEND_RATE_PER_SECOND and not settings.SEND_DOMAIN_RATES:
+        return None
+    return Throttle(rate=settings.SEND_RATE_PER_SECOND, domain_rates=settings.SEND_DOMAIN_RATES)
+
+
 def send_batch(send_ids: list[int], *, now: datetime, transport: SmtpTransport | None = None) -> dict[str, int]:
     """Gate, render, sign and send claimed sends; record every result. Returns counts by status."""
     sends = list(Send.objects.filter(pk__in=send_ids, status=SendStatus.SENDING).select_related("campaign"))
@@ -227,7 +251,9 @@ def send_batch(send_ids: list[int], *, now: datetime, transport: SmtpTransport |
     transport = transport or smtp_transport()
     try:
         for campaign_sends in by_campaign.values():
-            _send_campaign_batch(campaign_sends[0].campaign, campaign_sends, now=now, transport=transport)
+            _send_campaign_batch(
+                campaign_sends[0].campaign, campaign_sends, now=now, transport=transport, throttle=throttle()
+            )
     finally:
         if own_transport:
             transport.close()
@@ -239,7 +265,9 @@ def send_batch(send_ids: list[int], *, now: datetime, transport: SmtpTransport |
     return counts
 
 
-def _send_campaign_batch(campaign: Campaign, sends: list[Send], *, now: datetime, transport: SmtpTransport) -> None:
+def _send_campaign_batch(
+    campaign: Campaign, sends: list[Send], *, now: datetime, transport: SmtpTransport, throttle: Throttle | None
+) -> None:
     # The gate again, for this batch, now: someone may have unsubscribed since the audience was built.
     contacts = {
         contact.pk: contact
@@ -254,6 +282,8 @@ def _send_campaign_batch(campaign: Campaign, sends: list[Send], *, now: datetime
             continue
         message, send.message_id = _message(campaign, send, contact)
         signed = extensions.sign(message.message().as_bytes(linesep="\r\n"), campaign.from_email)
+        if throttle is not None:
+            throttle.wait(contact.email_normalized.rpartition("@")[2])
         send.attempts += 1
         send.first_attempt_at = send.first_attempt_at or now
         send.last_attempt_at = now
@@ -299,13 +329,27 @@ def recover_stale_claims(*, now: datetime) -> int:
     )
 
 
-def campaigns_with_due_sends(*, now: datetime) -> list[int]:
-    return list(
+def dispatch(*, now: datetime, enqueue) -> list[int]:
+    """The scheduler's minute: start due campaigns, recover dead workers' sends, start a sending
+    chain for each campaign with due sends and none running, and close finished campaigns.
+
+    Returns the campaigns it started chains for.
+    """
+    start_due_campaigns(now=now)
+    recover_stale_claims(now=now)
+    running = Send.objects.filter(status=SendStatus.SENDING).values("campaign_id")
+    idle = list(
         Campaign.objects.filter(status=CampaignStatus.SENDING)
-        .filter(Q(sends__status__in=CLAIMABLE, sends__due_at__lte=now))
+        .filter(sends__status__in=CLAIMABLE, sends__due_at__lte=now)
+        .exclude(pk__in=running)
         .values_list("pk", flat=True)
         .distinct()
     )
+    for campaign_id in idle:
+        for _ in range(settings.SEND_PARALLEL_TASKS):
+            enqueue(campaign_id)
+    finish_campaigns(now=now)
+    return idle
 
 
 def finish_campaigns(*, now: datetime) -> int:

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import secrets
+from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -93,6 +94,36 @@ def env_ip_list(name: str, default: list[str]) -> list[str]:
         except ValueError:
             raise ImproperlyConfigured(f"{name}: {value!r} is not an IP address.") from None
     return values
+
+
+def env_int_list(name: str, default: list[int]) -> list[int]:
+    values = env_list(name, [str(value) for value in default])
+    try:
+        numbers = [int(value) for value in values]
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name}={os.environ.get(name)!r} is not a comma-separated list of integers."
+        ) from None
+    if any(number < 1 for number in numbers):
+        raise ImproperlyConfigured(f"{name}: every number must be at least 1.")
+    return numbers
+
+
+def env_date(name: str) -> date | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a date (YYYY-MM-DD).") from None
+
+
+def env_rates(name: str) -> dict[str, float]:
+    rates = env_json_object(name, {})
+    if not all(isinstance(value, int | float) and value > 0 for value in rates.values()):
+        raise ImproperlyConfigured(f"{name}: every rate must be a positive number of messages a second.")
+    return {str(domain).lower(): float(value) for domain, value in rates.items()}
 
 
 def env_fernet_keys(name: str, default: list[str]) -> list[str]:
@@ -309,6 +340,18 @@ FREQUENCY_CAP_DAYS = env_int("FREQUENCY_CAP_DAYS", 7, minimum=1)
 SEND_RETRY_HOURS = env_int("SEND_RETRY_HOURS", 72, minimum=1)
 # Recipients per Celery task: each task claims this many sends and reuses its connections.
 SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 200, minimum=1)
+# Sending chains started per campaign: how many workers send one campaign side by side.
+SEND_PARALLEL_TASKS = env_int("SEND_PARALLEL_TASKS", 2, minimum=1)
+# Sending rates shared by all workers (0: unlimited): messages a second overall, and per
+# receiving domain as a JSON object such as {"gmail.com": 20, "outlook.com": 10}.
+SEND_RATE_PER_SECOND = env_int("SEND_RATE_PER_SECOND", 0, minimum=0)
+SEND_DOMAIN_RATES = env_rates("SEND_DOMAIN_RATES")
+# Warming up a new dedicated IP: messages allowed per day, day by day from SEND_WARMUP_START
+# (YYYY-MM-DD); the last cap holds until the schedule is removed. Empty: no warm-up.
+SEND_WARMUP_DAILY_CAPS = env_int_list("SEND_WARMUP_DAILY_CAPS", [])
+SEND_WARMUP_START = env_date("SEND_WARMUP_START")
+if SEND_WARMUP_DAILY_CAPS and SEND_WARMUP_START is None:
+    raise ImproperlyConfigured("SEND_WARMUP_DAILY_CAPS needs SEND_WARMUP_START (YYYY-MM-DD), the warm-up's first day.")
 # Direct SMTP: a smarthost (host:port) or, when empty, each recipient domain's MX.
 CAMPAIGN_SMTP_HOST = env_str("CAMPAIGN_SMTP_HOST", "")
 CAMPAIGN_SMTP_PORT = env_int("CAMPAIGN_SMTP_PORT", 25, minimum=1)

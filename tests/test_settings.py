@@ -54,6 +54,10 @@ def test_it_uses_postgresql_from_database_url(tmp_path):
         ({"DNS_NAMESERVERS": "127.0.0.1,dns.example.com"}, "DNS_NAMESERVERS: 'dns.example.com' is not an IP address"),
         ({"SENDING_IPS": "192.0.2.300"}, "SENDING_IPS: '192.0.2.300' is not an IP address"),
         ({"ENCRYPTION_KEYS": "not-a-fernet-key"}, "ENCRYPTION_KEYS: not-a-… is not a Fernet key"),
+        ({"SEND_DOMAIN_RATES": '{"gmail.com": "fast"}'}, "SEND_DOMAIN_RATES: every rate must be a positive number"),
+        ({"SEND_WARMUP_DAILY_CAPS": "50,lots"}, "SEND_WARMUP_DAILY_CAPS='50,lots' is not a comma-separated list"),
+        ({"SEND_WARMUP_DAILY_CAPS": "50,100"}, "SEND_WARMUP_DAILY_CAPS needs SEND_WARMUP_START"),
+        ({"SEND_WARMUP_START": "next monday"}, "SEND_WARMUP_START='next monday' is not a date"),
     ],
 )
 def test_it_refuses_nonsense_with_a_clear_message(tmp_path, env, message):
