@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 
-from campaigns import audience, bounces, rendering
+from campaigns import audience, bounces, checklist, rendering
 from campaigns import links as campaign_links
 from campaigns.extensions import extensions
 from campaigns.gate import annotate_refusal
@@ -51,25 +51,13 @@ def _set_status(campaign: Campaign, status: str, *, user, now: datetime) -> None
     campaign.save(update_fields=["status", "status_changed_at", "status_changed_by"])
 
 
-def blocking_problems(campaign: Campaign) -> list[str]:
-    """What must be fixed before the campaign may send: template errors and the From address."""
-    problems = [
-        str(problem)
-        for problem in rendering.check_templates(
-            subject=campaign.subject, html=campaign.html_body, text=campaign.text_body
-        )
-    ]
-    sender = extensions.check_from_address(campaign.from_email)
-    return problems if sender.allowed else problems + sender.problems
-
-
 def start_campaign(campaign: Campaign, *, user, now: datetime) -> tuple[int, int]:
     """Build the sends and start sending (or wait for `scheduled_at`). Returns (queued, skipped)."""
     if campaign.status != CampaignStatus.DRAFT:
         raise CampaignError(f"{campaign} is {campaign.get_status_display().lower()}; only a draft can be started.")
-    problems = blocking_problems(campaign)
+    problems = checklist.blocking(checklist.check_campaign(campaign))
     if problems:
-        raise CampaignError("Cannot send: " + " ".join(problems))
+        raise CampaignError("Cannot send: " + " ".join(str(problem) for problem in problems))
     due_at = max(campaign.scheduled_at or now, now)
     with transaction.atomic():
         queued, skipped = audience.build_sends(campaign, now=now, due_at=due_at)
@@ -140,15 +128,15 @@ def claim(campaign_id: int, *, now: datetime, limit: int) -> list[int]:
     return list(Send.objects.filter(claim_token=token, status=SendStatus.SENDING).values_list("pk", flat=True))
 
 
-def render_for(campaign: Campaign, send: Send, contact: Contact) -> rendering.Rendered:
-    """The campaign as this recipient gets it (and sees it in the browser)."""
+def render_for(campaign: Campaign, contact: Contact, *, send_id: int | None = None) -> rendering.Rendered:
+    """The campaign as this recipient gets it (and sees it in the browser); a preview has no send."""
     context = rendering.recipient_context(
         contact=rendering.contact_values(contact),
         campaign_name=campaign.name,
         subject=campaign.subject,
-        unsubscribe_url=links.unsubscribe_url(contact, campaign.subscription_type, send_id=send.pk),
+        unsubscribe_url=links.unsubscribe_url(contact, campaign.subscription_type, send_id=send_id),
         preferences_url=links.preferences_url(contact),
-        view_in_browser_url=campaign_links.view_url(send.pk),
+        view_in_browser_url=campaign_links.view_url(send_id) if send_id else "",
     )
     return rendering.render(subject=campaign.subject, html=campaign.html_body, text=campaign.text_body, context=context)
 
@@ -168,23 +156,25 @@ def warmup_allowance(*, now: datetime) -> int:
     return max(caps[min(day, len(caps) - 1)] - sent_today, 0)
 
 
-def _message(campaign: Campaign, send: Send, contact: Contact) -> tuple[EmailMultiAlternatives, str]:
-    rendered = render_for(campaign, send, contact)
+def _message(
+    campaign: Campaign, contact: Contact, *, send_id: int | None, to: str = "", subject_prefix: str = ""
+) -> tuple[EmailMultiAlternatives, str]:
+    rendered = render_for(campaign, contact, send_id=send_id)
     domain = campaign.from_email.rpartition("@")[2]
     # Events (bounces, webhooks) find the send by this id: "<send id>.<random>@<From domain>".
-    message_id = f"<{send.pk}.{secrets.token_hex(6)}@{domain}>"
+    message_id = f"<{send_id or 'test'}.{secrets.token_hex(6)}@{domain}>"
     headers = {
-        **links.list_unsubscribe_headers(contact, campaign.subscription_type, send_id=send.pk),
+        **links.list_unsubscribe_headers(contact, campaign.subscription_type, send_id=send_id),
         "Message-ID": message_id,
         "Feedback-ID": f"{campaign.pk}:{campaign.subscription_type_id}:deliverwell",
     }
     if campaign.reply_to:
         headers["Reply-To"] = campaign.reply_to
     message = EmailMultiAlternatives(
-        subject=rendered.subject,
+        subject=subject_prefix + rendered.subject,
         body=rendered.text,
         from_email=f"{campaign.from_name} <{campaign.from_email}>",
-        to=[contact.email],
+        to=[to or contact.email],
         headers=headers,
     )
     message.attach_alternative(rendered.html, "text/html")
@@ -280,7 +270,7 @@ def _send_campaign_batch(
             send.status = SendStatus.SKIPPED
             send.skip_reason = contact.refusal if contact else Ineligibility.NOT_SUBSCRIBED
             continue
-        message, send.message_id = _message(campaign, send, contact)
+        message, send.message_id = _message(campaign, contact, send_id=send.pk)
         signed = extensions.sign(message.message().as_bytes(linesep="\r\n"), campaign.from_email)
         if throttle is not None:
             throttle.wait(contact.email_normalized.rpartition("@")[2])
@@ -310,6 +300,17 @@ def _suppress_hard_bounces(sends: list[Send], *, now: datetime) -> None:
         ignore_conflicts=True,
     )
     Contact.objects.filter(pk__in=[s.contact_id for s in sends]).update(email_status=EmailStatus.HARD_BOUNCED)
+
+
+def send_test(campaign: Campaign, *, contact: Contact, to: str) -> Reply:
+    """Send the campaign as `contact` would get it to a staff address, through the real transport.
+
+    Nothing is recorded as a send and no gate applies: the recipient is staff, not the contact.
+    """
+    message, _ = _message(campaign, contact, send_id=None, to=to, subject_prefix="[Test] ")
+    signed = extensions.sign(message.message().as_bytes(linesep="\r\n"), campaign.from_email)
+    with smtp_transport() as transport:
+        return transport.deliver(Outgoing(campaign.from_email, to, signed))
 
 
 def smtp_transport() -> SmtpTransport:

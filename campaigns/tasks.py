@@ -19,6 +19,12 @@ def send_campaign(campaign_id: int) -> None:
         send_campaign.delay(campaign_id)
 
 
+def enqueue_campaign(campaign_id: int) -> None:
+    """Start the campaign's sending chains once the current transaction commits."""
+    for _ in range(settings.SEND_PARALLEL_TASKS):
+        send_campaign.delay_on_commit(campaign_id)
+
+
 @shared_task(ignore_result=True)
 def dispatch_sends() -> None:
     pipeline.dispatch(now=timezone.now(), enqueue=send_campaign.delay)

@@ -18,4 +18,4 @@ def view_in_browser(request, token: str):
         send = None
     if send is None or send.contact is None:
         return render(request, "campaigns/view_gone.html", status=404)
-    return HttpResponse(pipeline.render_for(send.campaign, send, send.contact).html)
+    return HttpResponse(pipeline.render_for(send.campaign, send.contact, send_id=send.pk).html)

@@ -1,0 +1,375 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import validate_email
+from django.db.models import Count, Q
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html
+from django.views.decorators.clickjacking import xframe_options_sameorigin
+
+from campaigns import audience, checklist, pipeline, rendering, reports, tasks
+from campaigns.models import SKIP_REASONS, Campaign, CampaignStatus, ContactList, ListMembership, Send, SendStatus
+from crm.addresses import normalize_address
+from crm.admin import ContactAdmin, short_datetime
+from crm.models import Contact
+from crm.pagination import EstimatedCountPaginator
+
+_STATUS_STYLE = {
+    CampaignStatus.DRAFT: "pending",
+    CampaignStatus.SCHEDULED: "warning",
+    CampaignStatus.SENDING: "subscribed",
+    CampaignStatus.PAUSED: "warning",
+    CampaignStatus.SENT: "muted",
+    CampaignStatus.CANCELLED: "danger",
+}
+_SEND_STYLE = {
+    SendStatus.DELIVERED: "subscribed",
+    SendStatus.ACCEPTED: "subscribed",
+    SendStatus.HARD_BOUNCED: "danger",
+    SendStatus.SOFT_BOUNCED: "warning",
+    SendStatus.DEFERRED: "warning",
+    SendStatus.NOT_SENT: "pending",
+    SendStatus.SKIPPED: "muted",
+}
+
+
+class CampaignForm(forms.ModelForm):
+    class Meta:
+        model = Campaign
+        fields = [
+            "name",
+            "subscription_type",
+            "from_name",
+            "from_email",
+            "reply_to",
+            "subject",
+            "preheader",
+            "html_body",
+            "text_body",
+            "lists",
+            "exclude_lists",
+            "include_unengaged",
+            "scheduled_at",
+        ]
+        widgets = {
+            "html_body": forms.Textarea(attrs={"rows": 18, "cols": 100, "class": "dw-code"}),
+            "text_body": forms.Textarea(attrs={"rows": 8, "cols": 100, "class": "dw-code"}),
+        }
+
+    def clean(self):
+        cleaned = super().clean()
+        fields = {"subject": "subject", "HTML body": "html_body", "text body": "text_body"}
+        for problem in rendering.check_templates(
+            subject=cleaned.get("subject", ""), html=cleaned.get("html_body", ""), text=cleaned.get("text_body", "")
+        ):
+            where = f"Line {problem.line}: " if problem.line else ""
+            self.add_error(fields[problem.field], f"{where}{problem.message}")
+        return cleaned
+
+
+class ListMembershipInline(admin.TabularInline):
+    model = ListMembership
+    raw_id_fields = ["contact"]
+    extra = 0
+    verbose_name_plural = "Members"
+
+
+@admin.register(ContactList)
+class ContactListAdmin(admin.ModelAdmin):
+    list_display = ["name", "members", "created_at"]
+    search_fields = ["name"]
+    inlines = [ListMembershipInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(member_count=Count("contacts"))
+
+    @admin.display(description="Members", ordering="member_count")
+    def members(self, contact_list: ContactList) -> int:
+        return contact_list.member_count
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignForm
+    list_display = ["name", "subscription_type", "status_badge", "from_email", "results", "changed"]
+    list_filter = ["status", "subscription_type"]
+    search_fields = ["name", "subject", "from_email"]
+    filter_horizontal = ["lists", "exclude_lists"]
+    readonly_fields = ["status", "status_changed_at", "status_changed_by"]
+    change_form_template = "admin/campaigns/campaign/change_form.html"
+    save_on_top = True
+    fieldsets = [
+        (None, {"fields": ["name", "subscription_type", "status", "status_changed_at", "status_changed_by"]}),
+        ("Sender", {"fields": ["from_name", "from_email", "reply_to"]}),
+        ("Content", {"fields": ["subject", "preheader", "html_body", "text_body"]}),
+        ("Audience", {"fields": ["lists", "exclude_lists", "include_unengaged"]}),
+        ("Schedule", {"fields": ["scheduled_at"]}),
+    ]
+
+    class Media:
+        css = {"all": ["crm/admin.css", "campaigns/admin.css"]}
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("subscription_type")
+            .annotate(
+                sent_count=Count("sends", filter=Q(sends__status__in=reports.ATTEMPTED)),
+                delivered_count=Count("sends", filter=Q(sends__status__in=[SendStatus.DELIVERED, SendStatus.ACCEPTED])),
+            )
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.status != CampaignStatus.DRAFT:
+            # What went out is what the results describe: a started campaign is not edited.
+            return [field.name for field in Campaign._meta.fields if field.name != "id"] + ["lists", "exclude_lists"]
+        return self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, campaign: Campaign) -> str:
+        return format_html(
+            '<span class="dw-badge dw-{}">{}</span>', _STATUS_STYLE[campaign.status], campaign.get_status_display()
+        )
+
+    @admin.display(description="Results")
+    def results(self, campaign: Campaign) -> str:
+        if not campaign.sent_count:
+            return "—"
+        rate = campaign.delivered_count / campaign.sent_count
+        return f"{campaign.delivered_count:,} of {campaign.sent_count:,} delivered ({rate:.1%})"
+
+    @admin.display(description="Changed", ordering="status_changed_at")
+    def changed(self, campaign: Campaign) -> str:
+        return short_datetime(campaign.status_changed_at or campaign.created_at)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        campaign = self.get_object(request, object_id)
+        if campaign is not None:
+            extra_context = {**(extra_context or {}), **self._campaign_context(request, campaign)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _campaign_context(self, request, campaign: Campaign) -> dict:
+        context = {"checklist": checklist.check_campaign(campaign), "campaign_results": None}
+        if campaign.status == CampaignStatus.DRAFT:
+            recipients, skipped = audience.preview(campaign, now=timezone.now())
+            context["audience"] = (recipients, _skipped_by_reason(skipped))
+        else:
+            context["campaign_results"] = reports.campaign_results(campaign)
+            context["recipients_url"] = (
+                reverse("admin:campaigns_send_changelist") + f"?campaign__id__exact={campaign.pk}"
+            )
+        context["preview_url"] = reverse("admin:campaigns_campaign_preview", args=[campaign.pk])
+        context["preview_contact"] = request.GET.get("preview_contact", "")
+        return context
+
+    def get_urls(self):
+        def view(name: str, handler):
+            return path(
+                f"<int:object_id>/{name}/", self.admin_site.admin_view(handler), name=f"campaigns_campaign_{name}"
+            )
+
+        return [
+            view("preview", self.preview_view),
+            view("start", self.start_view),
+            view("pause", self.pause_view),
+            view("resume", self.resume_view),
+            view("cancel", self.cancel_view),
+            view("test", self.test_send_view),
+            *super().get_urls(),
+        ]
+
+    def _campaign(self, request, object_id, *, change: bool = True) -> Campaign:
+        campaign = get_object_or_404(Campaign, pk=object_id)
+        allowed = (
+            self.has_change_permission(request, campaign) if change else self.has_view_permission(request, campaign)
+        )
+        if not allowed:
+            raise PermissionDenied
+        return campaign
+
+    def _back(self, campaign: Campaign) -> HttpResponseRedirect:
+        return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+
+    @method_decorator(xframe_options_sameorigin)
+    def preview_view(self, request, object_id):
+        """The HTML as one contact would get it, for the preview frame (GET only, changes nothing)."""
+        campaign = self._campaign(request, object_id, change=False)
+        contact = _contact_for_preview(request.GET.get("contact", ""))
+        if contact is None:
+            contact = Contact(email="preview@example.com", first_name="", last_name="")
+        return HttpResponse(pipeline.render_for(campaign, contact).html)
+
+    def start_view(self, request, object_id):
+        campaign = self._campaign(request, object_id)
+        if request.method == "POST":
+            try:
+                queued, skipped = pipeline.start_campaign(campaign, user=request.user, now=timezone.now())
+            except pipeline.CampaignError as exc:
+                messages.error(request, str(exc))
+            else:
+                tasks.enqueue_campaign(campaign.pk)
+                verb = "scheduled for" if campaign.status == CampaignStatus.SCHEDULED else "sending to"
+                messages.success(request, f"{campaign}: {verb} {queued:,} recipients; {skipped:,} skipped.")
+            return self._back(campaign)
+        recipients, skipped = audience.preview(campaign, now=timezone.now())
+        items = checklist.check_campaign(campaign)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "campaign": campaign,
+            "title": f"Send {campaign}?",
+            "recipients": recipients,
+            "skipped": _skipped_by_reason(skipped),
+            "checklist": items,
+            "blocked": checklist.blocking(items),
+        }
+        return TemplateResponse(request, "admin/campaigns/campaign/start.html", context)
+
+    def _transition(self, request, object_id, action, done: str):
+        campaign = self._campaign(request, object_id)
+        if request.method != "POST":
+            raise PermissionDenied
+        try:
+            action(campaign, user=request.user, now=timezone.now())
+        except pipeline.CampaignError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"{campaign}: {done}.")
+        return self._back(campaign)
+
+    def pause_view(self, request, object_id):
+        return self._transition(request, object_id, pipeline.pause_campaign, "paused; nothing more goes out")
+
+    def resume_view(self, request, object_id):
+        response = self._transition(request, object_id, pipeline.resume_campaign, "sending again")
+        tasks.enqueue_campaign(int(object_id))
+        return response
+
+    def cancel_view(self, request, object_id):
+        campaign = self._campaign(request, object_id)
+        if request.method == "POST":
+            try:
+                cancelled = pipeline.cancel_campaign(campaign, user=request.user, now=timezone.now())
+            except pipeline.CampaignError as exc:
+                messages.error(request, str(exc))
+            else:
+                messages.success(
+                    request, f"{campaign}: cancelled; {cancelled:,} sends not yet handed over will not go."
+                )
+            return self._back(campaign)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "campaign": campaign,
+            "title": f"Cancel {campaign}?",
+            "pending": campaign.sends.filter(status__in=pipeline.CLAIMABLE).count(),
+        }
+        return TemplateResponse(request, "admin/campaigns/campaign/cancel.html", context)
+
+    def test_send_view(self, request, object_id):
+        campaign = self._campaign(request, object_id, change=False)
+        if request.method != "POST":
+            raise PermissionDenied
+        to = request.POST.get("to", "").strip()
+        try:
+            validate_email(to)
+        except ValidationError:
+            messages.error(request, f"{to!r} is not an email address; nothing was sent.")
+            return self._back(campaign)
+        contact = _contact_for_preview(request.POST.get("contact", "")) or Contact(email=to)
+        reply = pipeline.send_test(campaign, contact=contact, to=to)
+        if reply.code and 200 <= reply.code < 300:
+            messages.success(request, f"Test sent to {to} as {contact.email}: {reply.code} {reply.text}")
+        else:
+            messages.error(request, f"The test to {to} was not accepted: {reply.code or 'no answer'} {reply.text}")
+        return self._back(campaign)
+
+
+def _skipped_by_reason(skipped: dict[str, int]) -> list[tuple[str, int]]:
+    labels = dict(SKIP_REASONS)
+    return sorted(((labels.get(reason, reason), n) for reason, n in skipped.items()), key=lambda row: -row[1])
+
+
+def _contact_for_preview(value: str) -> Contact | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return Contact.objects.filter(email_normalized=normalize_address(value)).first()
+    except ValidationError:
+        return None
+
+
+@admin.register(Send)
+class SendAdmin(admin.ModelAdmin):
+    list_display = ["email", "campaign", "result", "reason", "smtp_code", "reply", "attempts", "last_attempt"]
+    list_filter = ["status", "bounce_category", "skip_reason", "campaign"]
+    search_fields = ["email"]
+    list_select_related = ["campaign"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    list_per_page = 100
+    readonly_fields = [field.name for field in Send._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip().lower()
+        return (queryset.filter(email=term) if term else queryset), False
+
+    @admin.display(description="Result", ordering="status")
+    def result(self, send: Send) -> str:
+        return format_html(
+            '<span class="dw-badge dw-{}">{}</span>', _SEND_STYLE.get(send.status, "pending"), send.get_status_display()
+        )
+
+    @admin.display(description="Why")
+    def reason(self, send: Send) -> str:
+        return send.get_skip_reason_display() if send.skip_reason else send.bounce_category.replace("_", " ")
+
+    @admin.display(description="Server said")
+    def reply(self, send: Send) -> str:
+        return send.smtp_reply[:160]
+
+    @admin.display(description="Last attempt", ordering="last_attempt_at")
+    def last_attempt(self, send: Send) -> str:
+        return short_datetime(send.last_attempt_at)
+
+
+class SendInline(admin.TabularInline):
+    """A contact's sends, newest first, on the contact page."""
+
+    model = Send
+    fk_name = "contact"
+    fields = ["campaign", "status", "skip_reason", "bounce_category", "smtp_reply", "last_attempt_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-created_at"]
+    verbose_name_plural = "Marketing emails"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+ContactAdmin.inlines = [*ContactAdmin.inlines, SendInline]
