@@ -33,6 +33,8 @@ class Extensions:
     mx_hosts: Callable[[str], list[str]] = lambda domain: [domain]
     # (From address, send id) → envelope sender: a VERP address on the return-path domain.
     envelope_from: Callable[[str, int], str] = lambda from_address, send_id: from_address
+    # Whether a From address's domain sends through an ESP (anymail) instead of direct SMTP.
+    uses_esp: Callable[[str], bool] = lambda from_address: False
 
 
 extensions = Extensions()

@@ -13,7 +13,7 @@ a crash can cause are at most one batch (SEND_BATCH_SIZE) per dead worker, never
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import secrets
 from datetime import datetime, timedelta
 
@@ -27,12 +27,10 @@ from campaigns.extensions import extensions
 from campaigns.gate import annotate_refusal
 from campaigns.models import Campaign, CampaignStatus, Send, SendStatus
 from campaigns.throttle import Throttle
-from campaigns.transports import Outgoing, Reply, SmtpTransport
+from campaigns.transports import EspTransport, Handoff, Outgoing, Reply, SmtpTransport
 from crm import links
 from crm.eligibility import Ineligibility
 from crm.models import Contact, EmailStatus, Suppression, SuppressionReason
-
-logger = logging.getLogger(__name__)
 
 CLAIMABLE = [SendStatus.QUEUED, SendStatus.DEFERRED]
 STALE_CLAIM = timedelta(minutes=15)
@@ -237,16 +235,12 @@ def send_batch(send_ids: list[int], *, now: datetime, transport: SmtpTransport |
     by_campaign: dict[int, list[Send]] = {}
     for send in sends:
         by_campaign.setdefault(send.campaign_id, []).append(send)
-    own_transport = transport is None
-    transport = transport or smtp_transport()
-    try:
+    with contextlib.ExitStack() as stack:
+        transports = _Transports(stack, smtp=transport)
         for campaign_sends in by_campaign.values():
             _send_campaign_batch(
-                campaign_sends[0].campaign, campaign_sends, now=now, transport=transport, throttle=throttle()
+                campaign_sends[0].campaign, campaign_sends, now=now, transports=transports, throttle=throttle()
             )
-    finally:
-        if own_transport:
-            transport.close()
     Send.objects.bulk_update(sends, _RESULT_FIELDS)
     _suppress_hard_bounces([s for s in sends if s.status == SendStatus.HARD_BOUNCED], now=now)
     counts: dict[str, int] = {}
@@ -255,14 +249,36 @@ def send_batch(send_ids: list[int], *, now: datetime, transport: SmtpTransport |
     return counts
 
 
+class _Transports:
+    """A batch's transports, opened on first use and closed with the batch."""
+
+    def __init__(self, stack: contextlib.ExitStack, *, smtp: SmtpTransport | None) -> None:
+        self.stack = stack
+        self._smtp = smtp
+        self._esp: EspTransport | None = None
+
+    @property
+    def smtp(self) -> SmtpTransport:
+        if self._smtp is None:
+            self._smtp = self.stack.enter_context(smtp_transport())
+        return self._smtp
+
+    @property
+    def esp(self) -> EspTransport:
+        if self._esp is None:
+            self._esp = self.stack.enter_context(EspTransport())
+        return self._esp
+
+
 def _send_campaign_batch(
-    campaign: Campaign, sends: list[Send], *, now: datetime, transport: SmtpTransport, throttle: Throttle | None
+    campaign: Campaign, sends: list[Send], *, now: datetime, transports: _Transports, throttle: Throttle | None
 ) -> None:
     # The gate again, for this batch, now: someone may have unsubscribed since the audience was built.
     contacts = {
         contact.pk: contact
         for contact in annotate_refusal(Contact.objects.filter(pk__in=[s.contact_id for s in sends]), campaign, now=now)
     }
+    esp = extensions.uses_esp(campaign.from_email)
     for send in sends:
         send.claim_token = ""
         contact = contacts.get(send.contact_id)
@@ -271,16 +287,42 @@ def _send_campaign_batch(
             send.skip_reason = contact.refusal if contact else Ineligibility.NOT_SUBSCRIBED
             continue
         message, send.message_id = _message(campaign, contact, send_id=send.pk)
-        signed = extensions.sign(message.message().as_bytes(linesep="\r\n"), campaign.from_email)
         if throttle is not None:
             throttle.wait(contact.email_normalized.rpartition("@")[2])
         send.attempts += 1
         send.first_attempt_at = send.first_attempt_at or now
         send.last_attempt_at = now
-        reply = transport.deliver(
+        if esp:
+            metadata = {"send_id": str(send.pk), "campaign_id": str(campaign.pk)}
+            _apply_handoff(send, transports.esp.hand_over(message, contact.email, metadata=metadata), now=now)
+            continue
+        signed = extensions.sign(message.message().as_bytes(linesep="\r\n"), campaign.from_email)
+        reply = transports.smtp.deliver(
             Outgoing(extensions.envelope_from(campaign.from_email, send.pk), contact.email, signed)
         )
         _apply(send, reply, now=now)
+
+
+# anymail's send statuses: accepted for delivery (its webhooks tell the rest), refused, or failed.
+_ACCEPTED_BY_ESP = {"sent", "queued", "scheduled", "unknown"}
+
+
+def _apply_handoff(send: Send, handoff: Handoff, *, now: datetime) -> None:
+    send.smtp_code = None
+    if handoff.status in _ACCEPTED_BY_ESP:
+        send.status = SendStatus.ACCEPTED
+        send.message_id = handoff.message_id or send.message_id
+        send.smtp_reply = f"Accepted by the ESP ({handoff.status})."
+    elif handoff.status == "invalid":
+        send.status = SendStatus.HARD_BOUNCED
+        send.bounce_category = bounces.BounceCategory.UNKNOWN_USER
+        send.smtp_reply = "The ESP refused the address as invalid."
+    elif handoff.status == "rejected":
+        send.status = SendStatus.NOT_SENT
+        send.bounce_category = bounces.BounceCategory.POLICY
+        send.smtp_reply = "The ESP refused to send to this address (its own suppression or policy)."
+    else:
+        _apply(send, Reply(451, f"4.3.0 The ESP's API failed: {handoff.text or handoff.status}"), now=now)
 
 
 def _suppress_hard_bounces(sends: list[Send], *, now: datetime) -> None:
@@ -308,6 +350,11 @@ def send_test(campaign: Campaign, *, contact: Contact, to: str) -> Reply:
     Nothing is recorded as a send and no gate applies: the recipient is staff, not the contact.
     """
     message, _ = _message(campaign, contact, send_id=None, to=to, subject_prefix="[Test] ")
+    if extensions.uses_esp(campaign.from_email):
+        with EspTransport() as esp:
+            handoff = esp.hand_over(message, to, metadata={"test": "yes"})
+        accepted = handoff.status in _ACCEPTED_BY_ESP
+        return Reply(250 if accepted else None, f"the ESP said {handoff.status} {handoff.text}".strip())
     signed = extensions.sign(message.message().as_bytes(linesep="\r\n"), campaign.from_email)
     with smtp_transport() as transport:
         return transport.deliver(Outgoing(campaign.from_email, to, signed))

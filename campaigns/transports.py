@@ -1,4 +1,5 @@
-"""Direct SMTP delivery: the receiving server's word, exactly as it said it.
+"""The two transports: direct SMTP (the receiving server's word, exactly as it said it) and
+an ESP through django-anymail.
 
 One connection per receiving host, kept open for the whole batch (a batch is hundreds of
 messages; connection set-up costs more than a message). Each message is its own
@@ -13,6 +14,9 @@ import smtplib
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from anymail.exceptions import AnymailError, AnymailRecipientsRefused
+from django.core.mail import EmailMessage, get_connection
 
 from campaigns.extensions import MxLookupFailed
 
@@ -133,3 +137,46 @@ class SmtpTransport:
                 return Reply(code, _decoded(text))
         connection.rset()
         return Reply(code, _decoded(text))
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What an ESP said when handed a message: its own message id and per-recipient status."""
+
+    status: str
+    message_id: str
+    text: str
+
+
+class EspTransport:
+    """Any ESP django-anymail supports, through EMAIL_BACKEND and one reused connection.
+
+    The ESP accepts or refuses at once; delivery, bounces and opens arrive later by webhook
+    and are matched on the ESP's message id. The ESP signs with its own DKIM set-up.
+    """
+
+    def __init__(self) -> None:
+        self.connection = get_connection(fail_silently=False)
+
+    def __enter__(self) -> EspTransport:
+        self.connection.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.connection.close()
+
+    def hand_over(self, message: EmailMessage, recipient: str, *, metadata: dict[str, str]) -> Handoff:
+        message.connection = self.connection
+        message.metadata = metadata
+        try:
+            message.send()
+        except AnymailRecipientsRefused:
+            pass
+        except (AnymailError, OSError) as exc:
+            # The ESP's API failed or timed out: nothing was accepted, try again later.
+            return Handoff("failed", "", str(exc)[:500])
+        status = message.anymail_status
+        recipient_status = status.recipients.get(recipient.lower()) or status.recipients.get(recipient)
+        if recipient_status is None:
+            return Handoff(status.status.pop() if len(status.status or ()) == 1 else "unknown", "", "")
+        return Handoff(recipient_status.status or "unknown", recipient_status.message_id or "", "")

@@ -41,12 +41,26 @@ def check_from_address(address: str) -> Readiness:
     return Readiness(not problems or not settings.REQUIRE_PASSING_SENDING_DOMAIN, domain, problems)
 
 
-_ENVELOPE_CACHE_SECONDS = 60
-_envelope_domains: dict[str, tuple[float, str]] = {}
+_CACHE_SECONDS = 60
+# Per From domain: (expires, envelope domain if the return path is ours else "", sends through an ESP)
+_sender_cache: dict[str, tuple[float, str, bool]] = {}
 
 
 def forget_cached_domain(domain_name: str) -> None:
-    _envelope_domains.pop(domain_name, None)
+    _sender_cache.pop(domain_name, None)
+
+
+def _sender(from_address: str) -> tuple[float, str, bool]:
+    # Cached for a minute per process: a batch asks once per message.
+    name = from_address.rpartition("@")[2].lower()
+    cached = _sender_cache.get(name)
+    if cached is None or cached[0] < time.monotonic():
+        domain = SendingDomain.objects.filter(domain=name).first()
+        esp = domain is not None and domain.transport != Transport.SMTP
+        ours = domain is not None and (not esp or bool(domain.return_path_domain))
+        cached = (time.monotonic() + _CACHE_SECONDS, domain.envelope_domain if ours else "", esp)
+        _sender_cache[name] = cached
+    return cached
 
 
 def envelope_from(from_address: str, send_id: int) -> str:
@@ -54,14 +68,12 @@ def envelope_from(from_address: str, send_id: int) -> str:
 
     `bounces+<send id>@<domain>` tells which send an asynchronous bounce belongs to even when
     the bounce quotes nothing of the message. On an ESP's shared return path it is the ESP's
-    business, and the From address is returned. Domains are cached for a minute per process:
-    a batch asks once per message.
+    business, and the From address is returned.
     """
-    name = from_address.rpartition("@")[2].lower()
-    cached = _envelope_domains.get(name)
-    if cached is None or cached[0] < time.monotonic():
-        domain = SendingDomain.objects.filter(domain=name).first()
-        ours = domain is not None and (domain.transport == Transport.SMTP or bool(domain.return_path_domain))
-        cached = (time.monotonic() + _ENVELOPE_CACHE_SECONDS, domain.envelope_domain if ours else "")
-        _envelope_domains[name] = cached
-    return f"bounces+{send_id}@{cached[1]}" if cached[1] else from_address
+    envelope_domain = _sender(from_address)[1]
+    return f"bounces+{send_id}@{envelope_domain}" if envelope_domain else from_address
+
+
+def uses_esp(from_address: str) -> bool:
+    """Whether mail from this address goes through an ESP (anymail) rather than direct SMTP."""
+    return _sender(from_address)[2]
