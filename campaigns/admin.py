@@ -57,6 +57,7 @@ class CampaignForm(forms.ModelForm):
             "exclude_lists",
             "include_unengaged",
             "scheduled_at",
+            "in_recipient_time_zone",
         ]
         widgets = {
             "html_body": forms.Textarea(attrs={"rows": 18, "cols": 100, "class": "dw-code"}),
@@ -110,7 +111,7 @@ class CampaignAdmin(admin.ModelAdmin):
         ("Sender", {"fields": ["from_name", "from_email", "reply_to"]}),
         ("Content", {"fields": ["subject", "preheader", "html_body", "text_body"]}),
         ("Audience", {"fields": ["lists", "exclude_lists", "include_unengaged"]}),
-        ("Schedule", {"fields": ["scheduled_at"]}),
+        ("Schedule", {"fields": ["scheduled_at", "in_recipient_time_zone"]}),
     ]
 
     class Media:

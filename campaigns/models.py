@@ -65,6 +65,12 @@ class Campaign(models.Model):
     )
     status = models.CharField(max_length=16, choices=CampaignStatus, default=CampaignStatus.DRAFT, editable=False)
     scheduled_at = models.DateTimeField(null=True, blank=True, help_text="Blank: send when started.")
+    in_recipient_time_zone = models.BooleanField(
+        "At this local time for each recipient",
+        default=False,
+        help_text="Send at the scheduled date and clock time in each contact's own time zone (contacts "
+        "without one: CAMPAIGN_DEFAULT_TIME_ZONE). Where that time has already passed, the message goes at once.",
+    )
     status_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     status_changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False

@@ -56,7 +56,8 @@ def start_campaign(campaign: Campaign, *, user, now: datetime) -> tuple[int, int
     problems = checklist.blocking(checklist.check_campaign(campaign))
     if problems:
         raise CampaignError("Cannot send: " + " ".join(str(problem) for problem in problems))
-    due_at = max(campaign.scheduled_at or now, now)
+    local = campaign.in_recipient_time_zone and campaign.scheduled_at is not None
+    due_at = now if local else max(campaign.scheduled_at or now, now)
     with transaction.atomic():
         queued, skipped = audience.build_sends(campaign, now=now, due_at=due_at)
         if not queued:
@@ -64,7 +65,10 @@ def start_campaign(campaign: Campaign, *, user, now: datetime) -> tuple[int, int
             raise CampaignError(
                 f"Nobody in the audience may receive {campaign} now ({skipped} skipped): nothing was sent."
             )
-        scheduled = campaign.scheduled_at is not None and campaign.scheduled_at > now
+        if local:
+            # Every send carries its own time; the campaign sends from now on as they fall due.
+            audience.spread_over_time_zones(campaign, now=now)
+        scheduled = not local and campaign.scheduled_at is not None and campaign.scheduled_at > now
         _set_status(campaign, CampaignStatus.SCHEDULED if scheduled else CampaignStatus.SENDING, user=user, now=now)
     return queued, skipped
 

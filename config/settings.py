@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import secrets
+import zoneinfo
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -342,6 +343,10 @@ SEND_RETRY_HOURS = env_int("SEND_RETRY_HOURS", 72, minimum=1)
 SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 200, minimum=1)
 # Sending chains started per campaign: how many workers send one campaign side by side.
 SEND_PARALLEL_TASKS = env_int("SEND_PARALLEL_TASKS", 2, minimum=1)
+# Campaigns sent "at this local time for each recipient" use this zone for contacts without one.
+CAMPAIGN_DEFAULT_TIME_ZONE = env_str("CAMPAIGN_DEFAULT_TIME_ZONE", "UTC")
+if CAMPAIGN_DEFAULT_TIME_ZONE not in zoneinfo.available_timezones():
+    raise ImproperlyConfigured(f"CAMPAIGN_DEFAULT_TIME_ZONE={CAMPAIGN_DEFAULT_TIME_ZONE!r} is not an IANA time zone.")
 # Sending rates shared by all workers (0: unlimited): messages a second overall, and per
 # receiving domain as a JSON object such as {"gmail.com": 20, "outlook.com": 10}.
 SEND_RATE_PER_SECOND = env_int("SEND_RATE_PER_SECOND", 0, minimum=0)

@@ -117,3 +117,28 @@ def test_a_warm_up_caps_the_daily_volume_of_a_new_ip(november, newsletter, isp, 
 
     assert (len(first_day), len(more_today), len(next_day), len(day_after)) == (2, 0, 3, 1)
     assert Send.objects.filter(status=SendStatus.DELIVERED).count() == 5
+
+
+def test_local_time_sending_gives_each_recipient_the_clock_time_in_their_zone(november, newsletter, isp, now, manager):
+    subscriber("berlin@example.org", newsletter, now, time_zone="Europe/Berlin")
+    subscriber("tokyo@example.org", newsletter, now, time_zone="Asia/Tokyo")
+    subscriber("nowhere@example.org", newsletter, now)
+    november.scheduled_at = now.replace(day=3, hour=9, minute=0)
+    november.in_recipient_time_zone = True
+    november.save()
+
+    pipeline.start_campaign(november, user=manager, now=now)
+
+    due = {send.email: send.due_at.isoformat() for send in november.sends.all()}
+    assert due == {
+        "berlin@example.org": "2026-11-03T08:00:00+00:00",
+        "tokyo@example.org": "2026-11-03T00:00:00+00:00",
+        "nowhere@example.org": "2026-11-03T09:00:00+00:00",
+    }
+    november.refresh_from_db()
+    assert november.status == CampaignStatus.SENDING
+    due_by_eight = pipeline.claim(november.pk, now=now.replace(day=3, hour=8, minute=0), limit=10)
+    assert set(Send.objects.filter(pk__in=due_by_eight).values_list("email", flat=True)) == {
+        "berlin@example.org",
+        "tokyo@example.org",
+    }
