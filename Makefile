@@ -18,6 +18,7 @@ run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py create_local_admin
 	$(BIN)/python manage.py load_demo_data --if-empty
+	$(BIN)/python manage.py load_demo_campaign --if-empty
 	$(BIN)/honcho start
 
 test: $(STAMP)

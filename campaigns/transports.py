@@ -135,8 +135,14 @@ class SmtpTransport:
             if code in {250, 251}:
                 code, text = connection.data(outgoing.message)
                 return Reply(code, _decoded(text))
-        connection.rset()
-        return Reply(code, _decoded(text))
+        reply = Reply(code, _decoded(text))
+        # 421 closes the connection (RFC 5321 3.8); the reply stands whatever RSET then does.
+        try:
+            connection.rset()
+        except (smtplib.SMTPException, OSError):
+            self.connections = {a: c for a, c in self.connections.items() if c is not connection}
+            connection.close()
+        return reply
 
 
 @dataclass(frozen=True)

@@ -330,7 +330,7 @@ SENDING_IPS = env_ip_list("SENDING_IPS", [])
 # The host that receives bounces for a dedicated return-path domain on direct SMTP (its MX).
 BOUNCE_MX_HOST = env_str("BOUNCE_MX_HOST", "")
 # Campaigns refuse a From address whose sending domain fails a check; off (staging only), they warn.
-REQUIRE_PASSING_SENDING_DOMAIN = env_bool("REQUIRE_PASSING_SENDING_DOMAIN", True)
+REQUIRE_PASSING_SENDING_DOMAIN = env_bool("REQUIRE_PASSING_SENDING_DOMAIN", not DEBUG)
 
 # Campaigns. The frequency cap: at most this many marketing emails per contact per rolling window;
 # sends over it are recorded as skipped (frequency cap), never silently dropped.
@@ -357,9 +357,10 @@ SEND_WARMUP_DAILY_CAPS = env_int_list("SEND_WARMUP_DAILY_CAPS", [])
 SEND_WARMUP_START = env_date("SEND_WARMUP_START")
 if SEND_WARMUP_DAILY_CAPS and SEND_WARMUP_START is None:
     raise ImproperlyConfigured("SEND_WARMUP_DAILY_CAPS needs SEND_WARMUP_START (YYYY-MM-DD), the warm-up's first day.")
-# Direct SMTP: a smarthost (host:port) or, when empty, each recipient domain's MX.
-CAMPAIGN_SMTP_HOST = env_str("CAMPAIGN_SMTP_HOST", "")
-CAMPAIGN_SMTP_PORT = env_int("CAMPAIGN_SMTP_PORT", 25, minimum=1)
+# Direct SMTP: a smarthost or, when empty, each recipient domain's MX. Local runs (DEBUG) send
+# to the ISP simulator that `make run` starts on port 2525.
+CAMPAIGN_SMTP_HOST = env_str("CAMPAIGN_SMTP_HOST", "127.0.0.1" if DEBUG else "")
+CAMPAIGN_SMTP_PORT = env_int("CAMPAIGN_SMTP_PORT", 2525 if DEBUG else 25, minimum=1)
 # A receiving server that does not answer within this many seconds leaves the send "not sent".
 CAMPAIGN_SMTP_TIMEOUT_SECONDS = env_int("CAMPAIGN_SMTP_TIMEOUT_SECONDS", 30, minimum=1)
 

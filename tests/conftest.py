@@ -65,6 +65,12 @@ def tasks_run_inline(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def sending_domains_must_pass(settings):
+    """Tests run with production's rule: local runs (DEBUG) only warn about failing domains."""
+    settings.REQUIRE_PASSING_SENDING_DOMAIN = True
+
+
+@pytest.fixture(autouse=True)
 def empty_cache():
     """Rate-limit counters and used CAPTCHA challenges never leak from one test to the next."""
     cache.clear()
