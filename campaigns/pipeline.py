@@ -6,15 +6,18 @@ their next attempt in `due_at` (the database, never a Celery countdown: a broker
 visibility timeout would redeliver long countdowns and send twice).
 
 Crash rule for in-flight rows: a worker that dies leaves its batch in `sending`.
-`recover_stale_claims` returns sends claimed more than SEND_CLAIM_STALE_MINUTES ago to
-`queued`. A message that went out just before the crash is then sent again: the duplicates
-a crash can cause are at most one batch (SEND_BATCH_SIZE) per dead worker, never more.
+`recover_stale_claims` returns sends claimed more than 15 minutes ago to `queued`; a live
+worker renews its claim at least once a minute while it works through a slow batch, so only
+a dead worker's batch goes stale. A message that went out just before the crash is then sent
+again: the duplicates a crash can cause are at most one batch (SEND_BATCH_SIZE) per dead
+worker, never more (measured: tests/campaigns/test_crash_safety.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import secrets
+import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -34,6 +37,7 @@ from crm.models import Contact, EmailStatus, Suppression, SuppressionReason
 
 CLAIMABLE = [SendStatus.QUEUED, SendStatus.DEFERRED]
 STALE_CLAIM = timedelta(minutes=15)
+CLAIM_RENEWAL_SECONDS = 60
 FIRST_RETRY = timedelta(minutes=15)
 LONGEST_RETRY = timedelta(hours=6)
 
@@ -114,7 +118,8 @@ def claim(campaign_id: int, *, now: datetime, limit: int) -> list[int]:
     token = secrets.token_hex(16)
     with transaction.atomic():
         due = (
-            Send.objects.select_for_update(skip_locked=True)
+            # of=self: lock only the sends; the joined campaign row must stay free for other workers.
+            Send.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(
                 campaign_id=campaign_id,
                 campaign__status=CampaignStatus.SENDING,
@@ -283,7 +288,15 @@ def _send_campaign_batch(
         for contact in annotate_refusal(Contact.objects.filter(pk__in=[s.contact_id for s in sends]), campaign, now=now)
     }
     esp = extensions.uses_esp(campaign.from_email)
+    tokens = {send.claim_token for send in sends}
+    started = renewed = time.monotonic()
     for send in sends:
+        if time.monotonic() - renewed > CLAIM_RENEWAL_SECONDS:
+            # A slow batch (receiving servers that take their time) must not look abandoned.
+            renewed = time.monotonic()
+            Send.objects.filter(claim_token__in=tokens, status=SendStatus.SENDING).update(
+                claimed_at=now + timedelta(seconds=renewed - started)
+            )
         send.claim_token = ""
         contact = contacts.get(send.contact_id)
         if contact is None or contact.refusal:

@@ -67,7 +67,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 def env_json_object(name: str, default: dict) -> dict:
     raw = os.environ.get(name)
-    if raw is None:
+    if raw is None or not raw.strip():
         return default
     try:
         value = json.loads(raw)

@@ -236,3 +236,20 @@ def test_the_view_in_browser_link_shows_the_message_and_nothing_to_strangers(
     assert page.status_code == 200 and "Hi Alice, here is our news." in page.content.decode()
     assert forged.status_code == 404 and "This message is not available" in forged.content.decode()
     assert message["Subject"] == "Hello Alice"
+
+
+def test_a_slow_batch_renews_its_claim_so_it_is_not_taken_for_abandoned(
+    november, newsletter, isp, now, manager, monkeypatch, settings
+):
+    settings.CAMPAIGN_SMTP_TIMEOUT_SECONDS = 3  # over the simulator's slow answer (2 s)
+    subscriber("slow1@example.org", newsletter, now)
+    subscriber("slow2@example.org", newsletter, now)
+    pipeline.start_campaign(november, user=manager, now=now)
+    monkeypatch.setattr(pipeline, "CLAIM_RENEWAL_SECONDS", 0)
+
+    pipeline.send_batch(pipeline.claim(november.pk, now=now, limit=10), now=now)
+
+    # The second message started after the first one's two seconds: the claim moved with it.
+    claimed = sorted(november.sends.values_list("claimed_at", flat=True))
+    assert claimed[-1] - now >= timedelta(seconds=2)
+    assert set(november.sends.values_list("status", flat=True)) == {SendStatus.DELIVERED}
