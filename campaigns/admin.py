@@ -15,10 +15,19 @@ from django.utils.html import format_html
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
 from campaigns import audience, checklist, pipeline, rendering, reports, tasks
-from campaigns.models import SKIP_REASONS, Campaign, CampaignStatus, ContactList, ListMembership, Send, SendStatus
+from campaigns.models import (
+    SKIP_REASONS,
+    Campaign,
+    CampaignStatus,
+    ContactList,
+    ListMembership,
+    Segment,
+    Send,
+    SendStatus,
+)
 from crm.addresses import normalize_address
 from crm.admin import ContactAdmin, short_datetime
-from crm.models import Contact
+from crm.models import Contact, EngagementStatus
 from crm.pagination import EstimatedCountPaginator
 
 _STATUS_STYLE = {
@@ -54,7 +63,9 @@ class CampaignForm(forms.ModelForm):
             "html_body",
             "text_body",
             "lists",
+            "segments",
             "exclude_lists",
+            "exclude_segments",
             "include_unengaged",
             "scheduled_at",
             "in_recipient_time_zone",
@@ -73,6 +84,43 @@ class CampaignForm(forms.ModelForm):
             where = f"Line {problem.line}: " if problem.line else ""
             self.add_error(fields[problem.field], f"{where}{problem.message}")
         return cleaned
+
+
+class SegmentForm(forms.ModelForm):
+    engagement_statuses = forms.MultipleChoiceField(
+        choices=EngagementStatus.choices, widget=forms.CheckboxSelectMultiple, required=False
+    )
+
+    class Meta:
+        model = Segment
+        fields = [
+            "name",
+            "description",
+            "subscribed_to",
+            "engagement_statuses",
+            "last_engaged_within_days",
+            "created_within_days",
+            "email_domains",
+            "in_lists",
+            "property_name",
+            "property_value",
+        ]
+        widgets = {"email_domains": forms.Textarea(attrs={"rows": 3, "cols": 40})}
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    form = SegmentForm
+    list_display = ["name", "description", "created_at"]
+    search_fields = ["name", "description"]
+    filter_horizontal = ["in_lists"]
+    readonly_fields = ["matching_now"]
+
+    @admin.display(description="Matching now")
+    def matching_now(self, segment: Segment) -> str:
+        if segment.pk is None:
+            return "—"
+        return f"{Contact.objects.filter(segment.conditions(now=timezone.now())).count():,} contacts"
 
 
 class ListMembershipInline(admin.TabularInline):
@@ -102,7 +150,7 @@ class CampaignAdmin(admin.ModelAdmin):
     list_display = ["name", "subscription_type", "status_badge", "from_email", "results", "changed"]
     list_filter = ["status", "subscription_type"]
     search_fields = ["name", "subject", "from_email"]
-    filter_horizontal = ["lists", "exclude_lists"]
+    filter_horizontal = ["lists", "segments", "exclude_lists", "exclude_segments"]
     readonly_fields = ["status", "status_changed_at", "status_changed_by"]
     change_form_template = "admin/campaigns/campaign/change_form.html"
     save_on_top = True
@@ -110,7 +158,14 @@ class CampaignAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "subscription_type", "status", "status_changed_at", "status_changed_by"]}),
         ("Sender", {"fields": ["from_name", "from_email", "reply_to"]}),
         ("Content", {"fields": ["subject", "preheader", "html_body", "text_body"]}),
-        ("Audience", {"fields": ["lists", "exclude_lists", "include_unengaged"]}),
+        (
+            "Audience",
+            {
+                "fields": ["lists", "segments", "exclude_lists", "exclude_segments", "include_unengaged"],
+                "description": "No list or segment: everyone with a subscription of the type (the gate skips "
+                "whoever may not get it, and says why).",
+            },
+        ),
         ("Schedule", {"fields": ["scheduled_at", "in_recipient_time_zone"]}),
     ]
 
@@ -131,7 +186,12 @@ class CampaignAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and obj.status != CampaignStatus.DRAFT:
             # What went out is what the results describe: a started campaign is not edited.
-            return [field.name for field in Campaign._meta.fields if field.name != "id"] + ["lists", "exclude_lists"]
+            return [field.name for field in Campaign._meta.fields if field.name != "id"] + [
+                "lists",
+                "segments",
+                "exclude_lists",
+                "exclude_segments",
+            ]
         return self.readonly_fields
 
     def save_model(self, request, obj, form, change):

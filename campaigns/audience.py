@@ -1,7 +1,8 @@
 """Who a campaign goes to, and the per-recipient Send rows, built set-based.
 
-The audience is the members of the campaign's lists (or, with no list, every contact with a
-subscription row of its type), minus the members of its exclusion lists. Each gets one Send
+The audience is the members of the campaign's lists and the contacts matching its segments
+(with neither, every contact with a subscription row of its type), minus the members of its
+exclusion lists and segments. Each gets one Send
 row in one INSERT … SELECT: queued, or skipped with the gate's reason, so the admin can show
 who would be skipped and why before anything is sent.
 """
@@ -13,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Case, Count, Exists, F, OuterRef, Value, When
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, Value, When
 from django.db.models.functions import Coalesce
 
 from campaigns.gate import annotate_refusal
@@ -22,28 +23,34 @@ from crm.bulk import insert_from_select
 from crm.models import Contact, Subscription
 
 
-def audience(campaign: Campaign) -> models.QuerySet[Contact]:
-    list_ids = list(campaign.lists.values_list("pk", flat=True))
-    if list_ids:
-        contacts = Contact.objects.filter(
-            Exists(ListMembership.objects.filter(contact=OuterRef("pk"), contact_list_id__in=list_ids))
-        )
+def audience(campaign: Campaign, *, now: datetime) -> models.QuerySet[Contact]:
+    lists = list(campaign.lists.values_list("pk", flat=True))
+    segments = list(campaign.segments.prefetch_related("in_lists"))
+    if lists or segments:
+        included = Q(pk__in=[])
+        if lists:
+            included |= Exists(ListMembership.objects.filter(contact=OuterRef("pk"), contact_list_id__in=lists))
+        for segment in segments:
+            included |= segment.conditions(now=now)
+        contacts = Contact.objects.filter(included)
     else:
         contacts = Contact.objects.filter(
             Exists(Subscription.objects.filter(contact=OuterRef("pk"), subscription_type=campaign.subscription_type))
         )
-    excluded = list(campaign.exclude_lists.values_list("pk", flat=True))
-    if excluded:
+    excluded_lists = list(campaign.exclude_lists.values_list("pk", flat=True))
+    if excluded_lists:
         contacts = contacts.exclude(
-            Exists(ListMembership.objects.filter(contact=OuterRef("pk"), contact_list_id__in=excluded))
+            Exists(ListMembership.objects.filter(contact=OuterRef("pk"), contact_list_id__in=excluded_lists))
         )
+    for segment in campaign.exclude_segments.prefetch_related("in_lists"):
+        contacts = contacts.exclude(segment.conditions(now=now))
     return contacts
 
 
 def preview(campaign: Campaign, *, now: datetime) -> tuple[int, dict[str, int]]:
     """(recipients who would get it now, {skip reason: count}) — what the admin shows before sending."""
     counts = dict(
-        annotate_refusal(audience(campaign), campaign, now=now)
+        annotate_refusal(audience(campaign, now=now), campaign, now=now)
         .order_by()
         .values_list("refusal")
         .annotate(n=Count("pk"))
@@ -80,7 +87,7 @@ def build_sends(campaign: Campaign, *, now: datetime, due_at: datetime) -> tuple
     """Insert one Send per audience member; return (queued, skipped). Safe to run twice."""
     insert_from_select(
         Send,
-        annotate_refusal(audience(campaign), campaign, now=now).annotate(
+        annotate_refusal(audience(campaign, now=now), campaign, now=now).annotate(
             s_campaign=Value(campaign.pk),
             s_contact=F("pk"),
             s_email=F("email_normalized"),

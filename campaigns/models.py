@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models import Exists, OuterRef, Q
 
 from crm.eligibility import Ineligibility
-from crm.models import Contact, SubscriptionType
+from crm.models import Contact, EngagementStatus, Subscription, SubscriptionStatus, SubscriptionType
 
 
 class ContactList(models.Model):
@@ -34,6 +39,82 @@ class ListMembership(models.Model):
         return f"{self.contact} on {self.contact_list}"
 
 
+_PROPERTY_NAME = RegexValidator(
+    r"^[A-Za-z0-9_ -]+$", "Letters, digits, spaces, dashes and underscores only.", inverse_match=False
+)
+
+
+class Segment(models.Model):
+    """A saved filter: its contacts are whoever matches when a campaign is sent (all conditions)."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    subscribed_to = models.ForeignKey(
+        SubscriptionType,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Only contacts subscribed (confirmed) to this type.",
+    )
+    engagement_statuses = models.JSONField(
+        default=list, blank=True, help_text="Only contacts in these engagement statuses (none ticked: any)."
+    )
+    last_engaged_within_days = models.PositiveIntegerField(null=True, blank=True)
+    created_within_days = models.PositiveIntegerField(null=True, blank=True)
+    email_domains = models.TextField(blank=True, help_text="Only addresses at these domains, one per line.")
+    in_lists = models.ManyToManyField(ContactList, blank=True, related_name="+", help_text="Members of any of these.")
+    property_name = models.CharField(max_length=100, blank=True, validators=[_PROPERTY_NAME])
+    property_value = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if "__" in self.property_name:
+            raise ValidationError({"property_name": "A property name cannot contain two underscores in a row."})
+        unknown = set(self.engagement_statuses) - set(EngagementStatus.values)
+        if unknown:
+            raise ValidationError({"engagement_statuses": f"Unknown engagement status: {', '.join(sorted(unknown))}."})
+
+    def domain_list(self) -> list[str]:
+        return [line.strip().lower().lstrip("@") for line in self.email_domains.splitlines() if line.strip()]
+
+    def conditions(self, *, now: datetime) -> Q:
+        """The segment as one filter on Contact."""
+        condition = Q()
+        if self.subscribed_to_id:
+            condition &= Exists(
+                Subscription.objects.filter(
+                    contact=OuterRef("pk"),
+                    subscription_type_id=self.subscribed_to_id,
+                    status=SubscriptionStatus.SUBSCRIBED,
+                )
+            )
+        if self.engagement_statuses:
+            condition &= Q(engagement_status__in=self.engagement_statuses)
+        if self.last_engaged_within_days is not None:
+            condition &= Q(last_engaged_at__gte=now - timedelta(days=self.last_engaged_within_days))
+        if self.created_within_days is not None:
+            condition &= Q(created_at__gte=now - timedelta(days=self.created_within_days))
+        domains = self.domain_list()
+        if domains:
+            any_domain = Q()
+            for domain in domains:
+                any_domain |= Q(email_normalized__endswith=f"@{domain}")
+            condition &= any_domain
+        list_ids = [contact_list.pk for contact_list in self.in_lists.all()]
+        if list_ids:
+            condition &= Exists(ListMembership.objects.filter(contact=OuterRef("pk"), contact_list_id__in=list_ids))
+        if self.property_name:
+            condition &= Q(**{f"properties__{self.property_name}": self.property_value})
+        return condition
+
+
 class CampaignStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
     SCHEDULED = "scheduled", "Scheduled"
@@ -60,6 +141,8 @@ class Campaign(models.Model):
     text_body = models.TextField("Plain-text body", blank=True, help_text="Blank: generated from the HTML.")
     lists = models.ManyToManyField(ContactList, blank=True, related_name="campaigns")
     exclude_lists = models.ManyToManyField(ContactList, blank=True, related_name="excluded_from_campaigns")
+    segments = models.ManyToManyField(Segment, blank=True, related_name="campaigns")
+    exclude_segments = models.ManyToManyField(Segment, blank=True, related_name="excluded_from_campaigns")
     include_unengaged = models.BooleanField(
         default=False, help_text="Send to unengaged contacts too (re-engagement campaigns)."
     )
