@@ -150,7 +150,7 @@ class CampaignAdmin(admin.ModelAdmin):
     list_display = ["name", "subscription_type", "status_badge", "from_email", "results", "changed"]
     list_filter = ["status", "subscription_type"]
     search_fields = ["name", "subject", "from_email"]
-    filter_horizontal = ["lists", "segments", "exclude_lists", "exclude_segments"]
+    autocomplete_fields = ["lists", "segments", "exclude_lists", "exclude_segments"]
     readonly_fields = ["status", "status_changed_at", "status_changed_by"]
     change_form_template = "admin/campaigns/campaign/change_form.html"
     save_on_top = True

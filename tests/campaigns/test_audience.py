@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from campaigns import audience
 from campaigns.models import ContactList, ListMembership, Segment
 from crm.models import Contact, EngagementStatus
-from tests.campaigns.conftest import subscriber
+from tests.conftest import subscriber
 
 
 def emails(campaign, now) -> set[str]:

@@ -8,7 +8,7 @@ from django.contrib.messages import get_messages
 from campaigns import pipeline
 from campaigns.models import Campaign, CampaignStatus, SendStatus
 from deliverability import dns_checks
-from tests.campaigns.conftest import subscriber
+from tests.conftest import subscriber
 
 ADD_URL = "/admin/campaigns/campaign/add/"
 

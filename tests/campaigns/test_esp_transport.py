@@ -15,7 +15,7 @@ import pytest
 from campaigns import pipeline
 from campaigns.models import SendStatus
 from deliverability.models import SendingDomain
-from tests.campaigns.conftest import subscriber
+from tests.conftest import subscriber
 
 INACTIVE = (
     "You tried to send to a recipient that has been marked as inactive.\n"

@@ -16,7 +16,7 @@ from crm import consent
 from crm.eligibility import Ineligibility
 from crm.models import ConsentMethod, Contact, EmailStatus, Suppression, SuppressionReason
 from deliverability import signing
-from tests.campaigns.conftest import subscriber
+from tests.conftest import subscriber
 
 
 def run(campaign, now) -> dict[str, int]:

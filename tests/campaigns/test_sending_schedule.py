@@ -8,7 +8,7 @@ from datetime import timedelta
 from campaigns import pipeline, tasks
 from campaigns.models import CampaignStatus, Send, SendStatus
 from campaigns.throttle import Throttle
-from tests.campaigns.conftest import subscriber
+from tests.conftest import subscriber
 
 
 class FakeClock:
