@@ -16,6 +16,7 @@ from pathlib import Path
 import altcha
 import pytest
 from django.contrib.auth.models import Group
+from django.contrib.messages import get_messages
 from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
@@ -289,3 +290,15 @@ def november(db, newsletter, news, now, manager) -> Campaign:
         ),
         created_by=manager,
     )
+
+
+@pytest.fixture
+def manager_client(client, manager):
+    """A test client logged in as the marketing manager."""
+    client.force_login(manager)
+    return client
+
+
+def messages_of(response) -> list[str]:
+    """The admin messages a response left for its request."""
+    return [str(message) for message in get_messages(response.wsgi_request)]

@@ -65,3 +65,16 @@ def page(browser: Browser, live_server, artifacts: Path, request: pytest.Fixture
     if call is not None and call.failed:
         page.screenshot(path=artifacts / f"{request.node.name}.png", full_page=True)
     context.close()
+
+
+@pytest.fixture
+def root(db, django_user_model):
+    """root: a superuser, password pw-root."""
+    return django_user_model.objects.create_superuser("root", "root@example.com", "pw-root")
+
+
+def log_in(page: Page, username: str = "root") -> None:
+    page.goto("/admin/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(f"pw-{username}")
+    page.get_by_role("button", name="Log in").click()

@@ -8,22 +8,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from campaigns.models import Campaign, CampaignStatus, SendStatus
+from tests.browser.conftest import log_in
 from tests.conftest import subscriber
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def root(db, django_user_model):
-    """root: a superuser."""
-    return django_user_model.objects.create_superuser("root", "root@example.com", "pw-root")
-
-
-def log_in(page: Page) -> None:
-    page.goto("/admin/")
-    page.get_by_label("Username").fill("root")
-    page.get_by_label("Password").fill("pw-root")
-    page.get_by_role("button", name="Log in").click()
 
 
 def test_staff_check_preview_and_send_a_campaign_then_read_every_result(

@@ -9,6 +9,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from crm.models import Contact, ImportJob, ImportStatus
+from tests.browser.conftest import log_in
 from tests.crm.test_import_admin import MAILCHIMP_CSV, MAILCHIMP_HEADER, mailchimp_row
 
 pytestmark = pytest.mark.browser
@@ -18,13 +19,6 @@ pytestmark = pytest.mark.browser
 def uploads(settings, tmp_path) -> Path:
     settings.IMPORT_UPLOAD_DIR = tmp_path / "uploads"
     return settings.IMPORT_UPLOAD_DIR
-
-
-def log_in(page: Page, username: str) -> None:
-    page.goto("/admin/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(f"pw-{username}")
-    page.get_by_role("button", name="Log in").click()
 
 
 def test_staff_upload_a_mailchimp_export_preview_it_and_read_the_finished_job(

@@ -8,37 +8,11 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from deliverability.models import CheckStatus, KeyState, SendingDomain
+from tests.browser.conftest import log_in
+from tests.conftest import SENDING_IP
 from tests.dns_server import LocalDnsServer
 
 pytestmark = pytest.mark.browser
-
-SENDING_IP = "192.0.2.10"
-
-
-@pytest.fixture
-def dns_server(settings):
-    """The only DNS server the checks ask; the live server's thread shares these settings."""
-    server = LocalDnsServer()
-    server.start()
-    settings.DNS_NAMESERVERS = ["127.0.0.1"]
-    settings.DNS_PORT = server.port
-    settings.DNS_TIMEOUT_SECONDS = 3
-    settings.SENDING_IPS = [SENDING_IP]
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def root(db, django_user_model):
-    """root: a superuser."""
-    return django_user_model.objects.create_superuser("root", "root@example.com", "pw-root")
-
-
-def log_in(page: Page, username: str) -> None:
-    page.goto("/admin/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(f"pw-{username}")
-    page.get_by_role("button", name="Log in").click()
 
 
 def add_domain(page: Page, domain: str, content: str) -> None:
@@ -68,9 +42,9 @@ def records_to_publish(page: Page) -> list[tuple[str, str, str]]:
 
 
 def test_staff_add_a_domain_publish_its_records_and_see_them_pass(
-    page: Page, root, dns_server: LocalDnsServer, artifacts: Path
+    page: Page, root, dns_server: LocalDnsServer, sending_ips, artifacts: Path
 ) -> None:
-    log_in(page, "root")
+    log_in(page)
     add_domain(page, "news.example.com", "www.example.com")
     expect(page.get_by_role("heading", name="Records to publish")).to_be_visible()
     expect(page.locator("#combination")).to_contain_text("news.example.com is a dedicated sending subdomain")
@@ -119,8 +93,8 @@ def test_staff_add_a_domain_publish_its_records_and_see_them_pass(
     assert domain.dkim_keys.get().state == KeyState.ACTIVE
 
 
-def test_a_content_hosting_subdomain_is_refused_as_a_sending_domain(page: Page, root, dns_server) -> None:
-    log_in(page, "root")
+def test_a_content_hosting_subdomain_is_refused_as_a_sending_domain(page: Page, root, dns_server, sending_ips) -> None:
+    log_in(page)
 
     add_domain(page, "www.example.com", "www.example.com")
 

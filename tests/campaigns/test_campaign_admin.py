@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-from django.contrib.messages import get_messages
-
 from campaigns import pipeline
 from campaigns.models import Campaign, CampaignStatus, SendStatus
 from deliverability import dns_checks
-from tests.conftest import subscriber
+from tests.conftest import messages_of, subscriber
 
 ADD_URL = "/admin/campaigns/campaign/add/"
 
 
 def page_of(campaign: Campaign, action: str = "change") -> str:
     return f"/admin/campaigns/campaign/{campaign.pk}/{action}/"
-
-
-def messages_of(response) -> list[str]:
-    return [str(message) for message in get_messages(response.wsgi_request)]
-
-
-@pytest.fixture
-def manager_client(client, manager):
-    client.force_login(manager)
-    return client
 
 
 def campaign_form(newsletter, **fields) -> dict:

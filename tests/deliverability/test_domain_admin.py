@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-from django.contrib.messages import get_messages
 from django.utils import timezone
 
 from crm import encryption
 from deliverability import dns_checks, readiness, signing
 from deliverability.models import CheckStatus, DkimKey, DomainAlert, KeyAlgorithm, KeyState, SendingDomain
-from tests.conftest import publish_key
+from tests.conftest import messages_of, publish_key
 
 
 def page_of(domain: SendingDomain) -> str:
     return f"/admin/deliverability/sendingdomain/{domain.pk}/change/"
-
-
-def messages_of(response) -> list[str]:
-    return [str(message) for message in get_messages(response.wsgi_request)]
-
-
-@pytest.fixture
-def manager_client(client, manager):
-    client.force_login(manager)
-    return client
 
 
 def test_the_domain_page_lists_the_records_to_publish_and_the_check_results(manager_client, news, now):
