@@ -19,6 +19,7 @@ Rules, in the order they apply:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,6 +62,14 @@ STAGE_COLUMNS = [
     ("status_note", "text NOT NULL"),
 ]
 _LIMITS = {"first_name": 150, "last_name": 150, "company": 200, "phone": 50, "time_zone": 64, "language": 16}
+_FIELD_LIMITS = tuple(_LIMITS.items())
+_to_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
+_quote_json = json.encoder.encode_basestring
+# A dotted quad without leading zeros is already in the form ip_address() gives back: most
+# source IPs skip the parser (a few µs per row); anything else (IPv6) still goes through it.
+_PLAIN_IPV4 = re.compile(
+    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+)
 
 
 @dataclass
@@ -97,11 +106,24 @@ def _parse_time(value: str) -> datetime | None:
 
 def _clean_ip(*values: str) -> str | None:
     for value in values:
+        if not value:
+            continue
+        if _PLAIN_IPV4.fullmatch(value):
+            return value
         try:
             return str(ip_address(value.strip()))
         except ValueError:
             continue
     return None
+
+
+def _json_members(items: dict) -> str:
+    """The members of a JSON object, without braces. Cells are strings: quoting them directly
+    takes half the time of a pass through the encoder, which only other values still need."""
+    try:
+        return ",".join([f"{_quote_json(key)}:{_quote_json(value)}" for key, value in items.items()])
+    except TypeError:
+        return _to_json(items)[1:-1]
 
 
 def _preset_for(job: ImportJob, table: Table) -> Preset:
@@ -120,6 +142,7 @@ class _Stager:
         self.progress = progress
         self.counts = Counts()
         self.problems: list[ImportProblem] = []
+        self.db_time = connection.ops.adapt_datetimefield_value
 
     def problem(self, file_name: str, line: int, reason: str, *, column: str = "", value: str = "") -> None:
         self.counts.invalid += 1
@@ -147,6 +170,8 @@ class _Stager:
             if preset.email_column is None:
                 self.problem(table.name, 1, "no email column found; map one in the import settings")
                 continue
+            # Every row's evidence starts with the same members; only the line number follows.
+            source = f'"source_system":{_quote_json(preset.source_system)},"file":{_quote_json(table.name)},"line":'
             for row in table.rows:
                 self.counts.rows += 1
                 if self.progress and self.counts.rows % PROGRESS_EVERY == 0:
@@ -161,12 +186,13 @@ class _Stager:
                     self.problem(table.name, row.line, exc.messages[0], column=preset.email_column, value=record.email)
                     continue
                 seq += 1
-                yield self.stage_row(seq, table.name, row.line, preset, record, address)
+                yield self.stage_row(seq, table.name, source, row.line, record, address)
 
-    def stage_row(self, seq, file_name, line, preset, record: Record, address) -> tuple:
-        fields = {name: record.fields.get(name, "")[:limit] for name, limit in _LIMITS.items()}
-        evidence = {"source_system": preset.source_system, "file": file_name, "line": line, **record.evidence}
-        optin_at = _parse_time(record.evidence.get("CONFIRM_TIME", "") or record.evidence.get("OPTIN_TIME", ""))
+    def stage_row(self, seq, file_name, source, line, record: Record, address) -> tuple:
+        fields, evidence = record.fields, record.evidence
+        more = _json_members(evidence)
+        optin_at = _parse_time(evidence.get("CONFIRM_TIME") or evidence.get("OPTIN_TIME", ""))
+        status_at = _parse_time(record.status_time)
         return (
             seq,
             file_name,
@@ -174,14 +200,14 @@ class _Stager:
             address.given,
             address.normalized,
             address.is_role,
-            *fields.values(),
-            json.dumps(record.properties, ensure_ascii=False, default=str),
-            json.dumps(evidence, ensure_ascii=False),
-            _clean_ip(record.evidence.get("CONFIRM_IP", ""), record.evidence.get("OPTIN_IP", "")),
+            *[fields.get(name, "")[:limit] for name, limit in _FIELD_LIMITS],
+            f"{{{_json_members(record.properties)}}}",
+            f"{{{source}{line},{more}}}" if more else f"{{{source}{line}}}",
+            _clean_ip(evidence.get("CONFIRM_IP", ""), evidence.get("OPTIN_IP", "")),
             record.status.value,
             record.has_optin_evidence,
-            _db_time(optin_at),
-            _db_time(_parse_time(record.status_time)),
+            self.db_time(optin_at) if optin_at else None,
+            self.db_time(status_at) if status_at else None,
             record.status_note[:1000],
         )
 
@@ -243,7 +269,9 @@ def stage_file(
         index = _quote(f"{table}_email")
         cursor.execute(f"CREATE INDEX {index} ON {_quote(table)} (email_normalized, seq)")
         if connection.vendor == "postgresql":
-            cursor.execute(f"ANALYZE {_quote(table)}")
+            # Only the columns the apply joins and filters on: sampling the wide text columns
+            # (properties, evidence) would cost more than every estimate they could improve.
+            cursor.execute(f"ANALYZE {_quote(table)} (email_normalized, seq, status, has_evidence)")
     return stager.counts
 
 
@@ -329,8 +357,11 @@ def _apply(job: ImportJob, table: str, counts: Counts, *, now: datetime) -> None
         [source, now, staff],
     )
 
-    # Existing contacts first: the join finds exactly them, and the insert then skips them by
-    # its conflict rule, so nothing has to mark the staging rows (a rewrite of every row).
+    # Existing contacts first: the join finds exactly them, and the insert then leaves them out
+    # before building their rows (a re-import would otherwise parse every row's properties only
+    # for the conflict rule to drop it; the rule stays for a contact added meanwhile). A scalar
+    # subquery, not NOT EXISTS: that becomes an anti-join reading the whole contact table, and
+    # 100k rows into a million contacts took three times as long as into an empty table.
     counts.updated = _update_existing(job, stage, now=now)
     counts.new = _execute(
         "INSERT INTO crm_contact (email, email_normalized, is_role_address, first_name, last_name, company, phone, "
@@ -338,8 +369,10 @@ def _apply(job: ImportJob, table: str, counts: Counts, *, now: datetime) -> None
         "engagement_status, email_status) "
         "SELECT email, email_normalized, is_role, first_name, last_name, company, phone, time_zone, language, "
         f"{_json('properties')}, 'import', %s, %s, 0, 'new', "
-        f"CASE WHEN status = 'cleaned' THEN 'hard_bounced' ELSE 'ok' END FROM {stage} "
-        "WHERE NOT duplicate ORDER BY seq ON CONFLICT (email_normalized) DO NOTHING",
+        f"CASE WHEN status = 'cleaned' THEN 'hard_bounced' ELSE 'ok' END FROM {stage} s "
+        "WHERE NOT duplicate "
+        "AND (SELECT 1 FROM crm_contact c WHERE c.email_normalized = s.email_normalized) IS NULL "
+        "ORDER BY seq ON CONFLICT (email_normalized) DO NOTHING",
         [now, now],
     )
     for subscription_type in job.subscription_types.all():
@@ -368,9 +401,15 @@ def _update_existing(job: ImportJob, stage: str, *, now) -> int:
         changes.append(f"({takes})")
     merged = _merged_properties("crm_contact.properties", _json("s.properties"), incoming_wins=not fill)
     assignments.append(f"properties = {merged}")
-    # SQLite keeps JSON as text: compare both sides in json()'s minified form.
-    existing = "crm_contact.properties" if connection.vendor == "postgresql" else "json(crm_contact.properties)"
-    changes.append(f"({merged} <> {existing})")
+    if connection.vendor == "postgresql":
+        # A re-import's properties are already there: containment answers that without
+        # building the merged document for every row.
+        changes.append(
+            f"(NOT crm_contact.properties @> {_json('s.properties')} AND {merged} <> crm_contact.properties)"
+        )
+    else:
+        # SQLite keeps JSON as text: compare both sides in json()'s minified form.
+        changes.append(f"({merged} <> json(crm_contact.properties))")
     return _execute(
         f"UPDATE crm_contact SET {', '.join(assignments)}, updated_at = %s FROM {stage} s "
         "WHERE NOT s.duplicate AND s.email_normalized = crm_contact.email_normalized "

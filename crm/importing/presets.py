@@ -2,9 +2,10 @@
 
 A preset turns one row of its source's export into a `Record`: the address, person fields,
 the row's status (subscribed, unsubscribed, cleaned, …), the consent evidence the source
-kept, and everything else as properties. Columns are found by header name, never by
-position; Mailchimp's leading merge-field labels are localized, so its files are recognised
-by their uppercase system columns.
+kept, and everything else as properties. Columns are found by header name, never by a fixed
+position (each file's names are resolved to positions once, and its rows read as lists of
+cells); Mailchimp's leading merge-field labels are localized, so its files are recognised by
+their uppercase system columns.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class RowStatus(StrEnum):
     CLEANED = "cleaned"
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     email: str
     status: RowStatus
@@ -41,10 +42,6 @@ class Record:
 
 PERSON_FIELDS = ("first_name", "last_name", "company", "phone", "time_zone", "language")
 _TIME_ZONES = zoneinfo.available_timezones()
-
-
-def _clean_time_zone(value: str) -> str:
-    return value if value in _TIME_ZONES else ""
 
 
 class Preset:
@@ -71,6 +68,11 @@ class Preset:
     def _by_lower(self) -> dict[str, str]:
         return {name.strip().lower(): name for name in self.header}
 
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        # Header names are resolved to positions once per file; rows are read by position.
+        return {name: position for position, name in enumerate(self.header)}
+
     def column(self, canonical: str) -> str | None:
         for candidate in self.columns.get(canonical, ()):
             found = self._by_lower.get(candidate.lower())
@@ -93,25 +95,39 @@ class Preset:
         consumed = {name.lower() for name in self.consumed}
         return [name for name in self.header if name and name not in used and name.lower() not in consumed]
 
-    def record(self, cells: dict[str, str]) -> Record:
-        fields = {name: cells[column].strip() for name, column in self.mapped.items()}
-        if "time_zone" in fields:
-            fields["time_zone"] = _clean_time_zone(fields["time_zone"])
+    @cached_property
+    def _layout(self) -> tuple[int | None, list[tuple[str, int]], list[tuple[str, int]]]:
+        positions = self._positions
+        email = positions.get(self.email_column) if self.email_column is not None else None
+        fields = [(name, positions[column]) for name, column in self.mapped.items()]
+        properties = [(name, positions[name]) for name in self.property_columns]
+        return email, fields, properties
+
+    def positions(self, names: tuple[str, ...]) -> list[tuple[str, int]]:
+        """(name, position) of those of `names` the header has, in that order."""
+        return [(name, self._positions[name]) for name in names if name in self._positions]
+
+    def value(self, cells: list[str], name: str) -> str:
+        """The trimmed cell under header `name` ("" if the file has no such column)."""
+        position = self._positions.get(name)
+        return cells[position].strip() if position is not None else ""
+
+    def record(self, cells: list[str]) -> Record:
+        email, field_positions, property_positions = self._layout
+        fields = {name: value for name, position in field_positions if (value := cells[position].strip())}
+        if "time_zone" in fields and fields["time_zone"] not in _TIME_ZONES:
+            del fields["time_zone"]
         record = Record(
-            email=cells.get(self.email_column or "", "").strip(),
+            email=cells[email].strip() if email is not None else "",
             status=RowStatus.SUBSCRIBED,
-            fields={name: value for name, value in fields.items() if value},
-            properties={name: cells[name] for name in self.property_columns if cells.get(name, "").strip()},
+            fields=fields,
+            properties={name: value for name, position in property_positions if (value := cells[position]).strip()},
         )
         self.interpret(record, cells)
         return record
 
-    def interpret(self, record: Record, cells: dict[str, str]) -> None:
+    def interpret(self, record: Record, cells: list[str]) -> None:
         """Set the record's status and evidence from the row (hook for subclasses)."""
-
-
-def _value(cells: dict[str, str], name: str) -> str:
-    return cells.get(name, "").strip()
 
 
 class MailchimpPreset(Preset):
@@ -179,20 +195,25 @@ class MailchimpPreset(Preset):
             return RowStatus.UNSUBSCRIBED
         return RowStatus.SUBSCRIBED
 
-    def interpret(self, record: Record, cells: dict[str, str]) -> None:
+    @cached_property
+    def _evidence_positions(self) -> list[tuple[str, int]]:
+        return self.positions(self.EVIDENCE_COLUMNS)
+
+    def interpret(self, record: Record, cells: list[str]) -> None:
         record.status = self.file_status
-        record.evidence = {name: value for name in self.EVIDENCE_COLUMNS if (value := _value(cells, name))}
-        record.has_optin_evidence = bool(_value(cells, "OPTIN_TIME") or _value(cells, "CONFIRM_TIME"))
+        evidence = {name: value for name, position in self._evidence_positions if (value := cells[position].strip())}
+        record.evidence = evidence
+        record.has_optin_evidence = "OPTIN_TIME" in evidence or "CONFIRM_TIME" in evidence
         if record.status == RowStatus.UNSUBSCRIBED:
-            record.status_time = _value(cells, "UNSUB_TIME")
+            record.status_time = self.value(cells, "UNSUB_TIME")
             record.status_note = " · ".join(
                 value
                 for name in ("UNSUB_REASON", "UNSUB_REASON_OTHER", "UNSUB_CAMPAIGN_TITLE")
-                if (value := _value(cells, name))
+                if (value := self.value(cells, name))
             )
         elif record.status == RowStatus.CLEANED:
-            record.status_time = _value(cells, "CLEAN_TIME")
-            record.status_note = _value(cells, "CLEAN_CAMPAIGN_TITLE")
+            record.status_time = self.value(cells, "CLEAN_TIME")
+            record.status_note = self.value(cells, "CLEAN_CAMPAIGN_TITLE")
 
 
 class ListmonkPreset(Preset):
@@ -209,19 +230,19 @@ class ListmonkPreset(Preset):
         names = {name.lower() for name in header}
         return 20 if {"uuid", "email", "name", "attributes", "status"} <= names else 0
 
-    def interpret(self, record: Record, cells: dict[str, str]) -> None:
-        first, _, last = _value(cells, "name").partition(" ")
+    def interpret(self, record: Record, cells: list[str]) -> None:
+        first, _, last = self.value(cells, "name").partition(" ")
         record.fields.update({name: value for name, value in (("first_name", first), ("last_name", last)) if value})
         try:
-            attributes = json.loads(_value(cells, "attributes") or "{}")
+            attributes = json.loads(self.value(cells, "attributes") or "{}")
         except json.JSONDecodeError:
-            attributes = {"attributes": _value(cells, "attributes")}
+            attributes = {"attributes": self.value(cells, "attributes")}
         if isinstance(attributes, dict):
             record.properties.update(attributes)
-        record.evidence = {name: value for name in ("uuid", "created_at") if (value := _value(cells, name))}
-        if _value(cells, "status").lower() == "blocklisted":
+        record.evidence = {name: value for name in ("uuid", "created_at") if (value := self.value(cells, name))}
+        if self.value(cells, "status").lower() == "blocklisted":
             record.status = RowStatus.UNSUBSCRIBED
-            record.status_time = _value(cells, "updated_at")
+            record.status_time = self.value(cells, "updated_at")
             record.status_note = "blocklisted in listmonk"
 
 
@@ -245,11 +266,11 @@ class MauticPreset(Preset):
         names = {name.lower() for name in header}
         return 15 if {"email", "firstname", "lastname"} <= names and "id" in names else 0
 
-    def interpret(self, record: Record, cells: dict[str, str]) -> None:
+    def interpret(self, record: Record, cells: list[str]) -> None:
         record.evidence = {
-            name: value for name in ("id", "dateAdded", "dateIdentified", "ip") if (value := _value(cells, name))
+            name: value for name in ("id", "dateAdded", "dateIdentified", "ip") if (value := self.value(cells, name))
         }
-        if _value(cells, "doNotEmail").lower() in {"1", "true", "yes"}:
+        if self.value(cells, "doNotEmail").lower() in {"1", "true", "yes"}:
             record.status = RowStatus.UNSUBSCRIBED
             record.status_note = "do not contact (email) in Mautic"
 
@@ -273,9 +294,9 @@ class HubSpotPreset(Preset):
     def score(cls, header: list[str], file_name: str) -> int:
         return 15 if "Record ID" in header and "Email" in header else 0
 
-    def interpret(self, record: Record, cells: dict[str, str]) -> None:
-        record.evidence = {"Record ID": value} if (value := _value(cells, "Record ID")) else {}
-        if _value(cells, "Unsubscribed from all email").lower() in {"true", "yes", "1"}:
+    def interpret(self, record: Record, cells: list[str]) -> None:
+        record.evidence = {"Record ID": value} if (value := self.value(cells, "Record ID")) else {}
+        if self.value(cells, "Unsubscribed from all email").lower() in {"true", "yes", "1"}:
             record.status = RowStatus.UNSUBSCRIBED
             record.status_note = "unsubscribed from all email in HubSpot"
 
