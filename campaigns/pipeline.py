@@ -32,6 +32,7 @@ from campaigns.models import Campaign, CampaignStatus, Send, SendStatus
 from campaigns.throttle import Throttle
 from campaigns.transports import EspTransport, Handoff, Outgoing, Reply, SmtpTransport
 from crm import links
+from crm.bulk import update_rows
 from crm.eligibility import Ineligibility
 from crm.models import Contact, EmailStatus, Suppression, SuppressionReason
 
@@ -116,22 +117,17 @@ def claim(campaign_id: int, *, now: datetime, limit: int) -> list[int]:
     if limit <= 0:
         return []
     token = secrets.token_hex(16)
-    with transaction.atomic():
-        due = (
-            # of=self: lock only the sends; the joined campaign row must stay free for other workers.
-            Send.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(
-                campaign_id=campaign_id,
-                campaign__status=CampaignStatus.SENDING,
-                status__in=CLAIMABLE,
-                due_at__lte=now,
-            )
-            .order_by("due_at", "pk")
-            .values_list("pk", flat=True)[:limit]
-        )
-        Send.objects.filter(pk__in=list(due), status__in=CLAIMABLE).update(
-            status=SendStatus.SENDING, claimed_at=now, claim_token=token
-        )
+    # One UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n); of=self locks only the
+    # sends, or the joined campaign row would make every other worker's claim skip everything.
+    due = (
+        Send.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(campaign_id=campaign_id, campaign__status=CampaignStatus.SENDING, status__in=CLAIMABLE, due_at__lte=now)
+        .order_by("due_at", "pk")
+        .values("pk")[:limit]
+    )
+    Send.objects.filter(pk__in=due, status__in=CLAIMABLE).update(
+        status=SendStatus.SENDING, claimed_at=now, claim_token=token
+    )
     return list(Send.objects.filter(claim_token=token, status=SendStatus.SENDING).values_list("pk", flat=True))
 
 
@@ -238,7 +234,9 @@ def throttle() -> Throttle | None:
 
 def send_batch(send_ids: list[int], *, now: datetime, transport: SmtpTransport | None = None) -> dict[str, int]:
     """Gate, render, sign and send claimed sends; record every result. Returns counts by status."""
-    sends = list(Send.objects.filter(pk__in=send_ids, status=SendStatus.SENDING).select_related("campaign"))
+    sends = list(
+        Send.objects.filter(pk__in=send_ids, status=SendStatus.SENDING).select_related("campaign__subscription_type")
+    )
     if not sends:
         return {}
     by_campaign: dict[int, list[Send]] = {}
@@ -250,7 +248,7 @@ def send_batch(send_ids: list[int], *, now: datetime, transport: SmtpTransport |
             _send_campaign_batch(
                 campaign_sends[0].campaign, campaign_sends, now=now, transports=transports, throttle=throttle()
             )
-    Send.objects.bulk_update(sends, _RESULT_FIELDS)
+    update_rows(Send, sends, _RESULT_FIELDS)
     _suppress_hard_bounces([s for s in sends if s.status == SendStatus.HARD_BOUNCED], now=now)
     counts: dict[str, int] = {}
     for send in sends:

@@ -8,6 +8,8 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from campaigns import pipeline
 from campaigns.links import view_url
@@ -253,3 +255,21 @@ def test_a_slow_batch_renews_its_claim_so_it_is_not_taken_for_abandoned(
     claimed = sorted(november.sends.values_list("claimed_at", flat=True))
     assert claimed[-1] - now >= timedelta(seconds=2)
     assert set(november.sends.values_list("status", flat=True)) == {SendStatus.DELIVERED}
+
+
+def test_a_batch_costs_the_same_number_of_queries_whatever_its_size(november, newsletter, isp, now, manager):
+    for n in range(27):
+        subscriber(f"reader{n}@example.org", newsletter, now)
+    pipeline.start_campaign(november, user=manager, now=now)
+    # The first batch of a process also loads the domain's keys and return path (cached a minute).
+    pipeline.send_batch(pipeline.claim(november.pk, now=now, limit=2), now=now)
+    counts = []
+    for size in (5, 20):
+        with CaptureQueriesContext(connection) as queries:
+            pipeline.send_batch(pipeline.claim(november.pk, now=now, limit=size), now=now)
+        counts.append(len(queries))
+        claim_sql = queries.captured_queries[0]["sql"]
+
+    assert counts[0] == counts[1]
+    if connection.vendor == "postgresql":
+        assert "FOR UPDATE OF" in claim_sql and "SKIP LOCKED" in claim_sql
