@@ -316,7 +316,8 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def resume_view(self, request, object_id):
         response = self._transition(request, object_id, pipeline.resume_campaign, "sending again")
-        tasks.enqueue_campaign(int(object_id))
+        if Campaign.objects.filter(pk=object_id, status=CampaignStatus.SENDING).exists():
+            tasks.enqueue_campaign(int(object_id))
         return response
 
     def cancel_view(self, request, object_id):

@@ -16,6 +16,7 @@ worker, never more (measured: tests/campaigns/test_crash_safety.py).
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import time
 from datetime import datetime, timedelta
@@ -35,6 +36,8 @@ from crm import links
 from crm.bulk import update_rows
 from crm.eligibility import Ineligibility
 from crm.models import Contact, EmailStatus, Suppression, SuppressionReason
+
+logger = logging.getLogger(__name__)
 
 CLAIMABLE = [SendStatus.QUEUED, SendStatus.DEFERRED]
 STALE_CLAIM = timedelta(minutes=15)
@@ -301,7 +304,14 @@ def _send_campaign_batch(
             send.status = SendStatus.SKIPPED
             send.skip_reason = contact.refusal if contact else Ineligibility.NOT_SUBSCRIBED
             continue
-        message, send.message_id = _message(campaign, contact, send_id=send.pk)
+        try:
+            message, send.message_id = _message(campaign, contact, send_id=send.pk)
+        except Exception as exc:
+            # One contact whose data breaks rendering must not hold up, or endlessly retry, the batch.
+            logger.exception("Rendering send %s of campaign %s failed", send.pk, campaign.pk)
+            send.status = SendStatus.NOT_SENT
+            send.smtp_reply = f"Not sent: the message could not be rendered ({type(exc).__name__}: {exc})"[:2000]
+            continue
         if throttle is not None:
             throttle.wait(contact.email_normalized.rpartition("@")[2])
         send.attempts += 1

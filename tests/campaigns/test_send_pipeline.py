@@ -273,3 +273,18 @@ def test_a_batch_costs_the_same_number_of_queries_whatever_its_size(november, ne
     assert counts[0] == counts[1]
     if connection.vendor == "postgresql":
         assert "FOR UPDATE OF" in claim_sql and "SKIP LOCKED" in claim_sql
+
+
+def test_a_contact_whose_data_breaks_rendering_is_not_sent_and_the_batch_goes_on(
+    november, alice, newsletter, isp, now, manager
+):
+    odd = subscriber("odd@example.org", newsletter, now)
+    Contact.objects.filter(pk=odd.pk).update(properties=["not", "an", "object"])
+    pipeline.start_campaign(november, user=manager, now=now)
+
+    pipeline.send_batch(pipeline.claim(november.pk, now=now, limit=10), now=now)
+
+    broken = send_of(november, "odd@example.org")
+    assert broken.status == SendStatus.NOT_SENT
+    assert broken.smtp_reply.startswith("Not sent: the message could not be rendered (ValueError")
+    assert send_of(november, "alice@example.com").status == SendStatus.DELIVERED
