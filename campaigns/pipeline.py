@@ -128,9 +128,11 @@ def claim(campaign_id: int, *, now: datetime, limit: int) -> list[int]:
         .order_by("due_at", "pk")
         .values("pk")[:limit]
     )
-    Send.objects.filter(pk__in=due, status__in=CLAIMABLE).update(
-        status=SendStatus.SENDING, claimed_at=now, claim_token=token
-    )
+    # Django refuses FOR UPDATE outside a transaction, even in a subquery (a worker runs in autocommit).
+    with transaction.atomic():
+        Send.objects.filter(pk__in=due, status__in=CLAIMABLE).update(
+            status=SendStatus.SENDING, claimed_at=now, claim_token=token
+        )
     return list(Send.objects.filter(claim_token=token, status=SendStatus.SENDING).values_list("pk", flat=True))
 
 

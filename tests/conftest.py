@@ -65,6 +65,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def tasks_run_inline(monkeypatch):
     """Celery tasks run in the test's own process, unless a test starts a real worker."""
     monkeypatch.setitem(celery_app.conf, "task_always_eager", True)
+    # An inline task that fails must fail the test, not vanish into an unread EagerResult.
+    monkeypatch.setitem(celery_app.conf, "task_eager_propagates", True)
 
 
 @pytest.fixture(autouse=True)

@@ -51,6 +51,7 @@ def test_staff_add_a_domain_publish_its_records_and_see_them_pass(
 
     page.get_by_role("link", name="New DKIM key…").click()
     page.get_by_role("button", name="Generate key").click()
+    expect(page.locator(".messagelist")).to_contain_text("New RSA-2048 key")
     publish = records_to_publish(page)
     assert [(name, rdtype) for name, rdtype, _ in publish] == [
         ("news.example.com", "TXT"),
