@@ -26,7 +26,7 @@ from campaigns.models import (
     SendStatus,
 )
 from crm.addresses import normalize_address
-from crm.admin import ContactAdmin, short_datetime
+from crm.admin import ContactAdmin, RecordAdmin, short_datetime
 from crm.models import Contact, EngagementStatus
 from crm.pagination import EstimatedCountPaginator
 
@@ -376,7 +376,7 @@ def _contact_for_preview(value: str) -> Contact | None:
 
 
 @admin.register(Send)
-class SendAdmin(admin.ModelAdmin):
+class SendAdmin(RecordAdmin):
     list_display = ["email", "campaign", "result", "reason", "smtp_code", "reply", "attempts", "last_attempt"]
     list_filter = ["status", "bounce_category", "skip_reason", "campaign"]
     search_fields = ["email"]
@@ -385,15 +385,6 @@ class SendAdmin(admin.ModelAdmin):
     show_full_result_count = False
     list_per_page = 100
     readonly_fields = [field.name for field in Send._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip().lower()

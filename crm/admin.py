@@ -468,8 +468,21 @@ class SubscriptionTypeAdmin(admin.ModelAdmin):
         return subscription_type.pending_count
 
 
+class RecordAdmin(admin.ModelAdmin):
+    """A log that staff read and never write: no add, change or delete, whatever their role."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(ConsentRecord)
-class ConsentRecordAdmin(admin.ModelAdmin):
+class ConsentRecordAdmin(RecordAdmin):
     list_display = ["created_at", "email", "action", "subscription_scope", "method", "lawful_basis", "source_detail"]
     list_filter = ["action", "method", "lawful_basis", "subscription_type", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["email"]
@@ -486,15 +499,6 @@ class ConsentRecordAdmin(admin.ModelAdmin):
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip().lower()
         return (queryset.filter(email=term) if term else queryset), False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class SuppressionForm(forms.ModelForm):
