@@ -194,6 +194,11 @@ def _retry_at(send: Send, now: datetime) -> datetime:
     return now + delay
 
 
+def _mailbox(contact: Contact) -> str:
+    """The address as the person gave its mailbox name, with the domain in its ASCII (IDNA) form."""
+    return f"{contact.email.rpartition('@')[0]}@{contact.email_normalized.rpartition('@')[2]}"
+
+
 def _apply(send: Send, reply: Reply, *, now: datetime) -> None:
     verdict = bounces.classify(reply.code, reply.text)
     if verdict.outcome == bounces.Outcome.DEFERRED and now - send.first_attempt_at >= timedelta(
@@ -324,10 +329,8 @@ def _send_campaign_batch(
             _apply_handoff(send, transports.esp.hand_over(message, contact.email, metadata=metadata), now=now)
             continue
         signed = extensions.sign(message.message().as_bytes(linesep="\r\n"), campaign.from_email)
-        reply = transports.smtp.deliver(
-            Outgoing(extensions.envelope_from(campaign.from_email, send.pk), contact.email, signed)
-        )
-        _apply(send, reply, now=now)
+        outgoing = Outgoing(extensions.envelope_from(campaign.from_email, send.pk), _mailbox(contact), signed)
+        _apply(send, transports.smtp.deliver(outgoing), now=now)
 
 
 # anymail's send statuses: accepted for delivery (its webhooks tell the rest), refused, or failed.

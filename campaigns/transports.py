@@ -123,13 +123,19 @@ class SmtpTransport:
                 reply = Reply(exc.smtp_code, _decoded(exc.smtp_error))
                 self._drop(address)
                 return reply
-            except (smtplib.SMTPException, OSError) as exc:
+            except (smtplib.SMTPException, OSError, UnicodeError) as exc:
                 reply = Reply(None, f"{address[0]}: {exc or type(exc).__name__}")
             self._drop(address)
         return reply
 
     def _transaction(self, connection: smtplib.SMTP, outgoing: Outgoing) -> Reply:
-        code, text = connection.mail(outgoing.envelope_from)
+        options = []
+        if not outgoing.recipient.isascii():
+            # A non-ASCII mailbox name needs SMTPUTF8 (RFC 6531); without it the server cannot take it.
+            if not connection.has_extn("smtputf8"):
+                return Reply(None, "The receiving server does not accept internationalized addresses (no SMTPUTF8).")
+            options.append("SMTPUTF8")
+        code, text = connection.mail(outgoing.envelope_from, options)
         if code == 250:
             code, text = connection.rcpt(outgoing.recipient)
             if code in {250, 251}:

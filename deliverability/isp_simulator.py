@@ -254,6 +254,8 @@ class IspSimulator:
             # The name in the greeting; without one aiosmtpd asks DNS for our FQDN.
             server_hostname="isp-simulator.localhost",
             tls_context=self.tls_context,
+            # Like Gmail and most large providers: internationalized addresses (RFC 6531).
+            enable_SMTPUTF8=True,
         )
         self._controller.start()
         self.port = self._controller.port

@@ -121,7 +121,7 @@ def test_the_gate_is_asked_again_at_hand_off(november, alice, bob, newsletter, i
     assert send_of(november, "carl@example.org").status == SendStatus.SKIPPED
     assert send_of(november, "carl@example.org").skip_reason == Ineligibility.UNSUBSCRIBED
     assert send_of(november, "bob@example.com").skip_reason == Ineligibility.UNSUBSCRIBED_FROM_ALL
-    assert [list(r.rcpts) for r in isp.wait_for_messages(1)] == [["Alice@Example.com"]]
+    assert [list(r.rcpts) for r in isp.wait_for_messages(1)] == [["Alice@example.com"]]
 
 
 def test_the_frequency_cap_skips_and_says_so(november, alice, isp, now, manager, settings):
@@ -288,3 +288,15 @@ def test_a_contact_whose_data_breaks_rendering_is_not_sent_and_the_batch_goes_on
     assert broken.status == SendStatus.NOT_SENT
     assert broken.smtp_reply.startswith("Not sent: the message could not be rendered (ValueError")
     assert send_of(november, "alice@example.com").status == SendStatus.DELIVERED
+
+
+def test_an_internationalized_address_goes_out_with_smtputf8_and_its_domain_in_idna(
+    november, newsletter, isp, now, manager
+):
+    subscriber("Jürgen@Bücher.example", newsletter, now)
+    pipeline.start_campaign(november, user=manager, now=now)
+
+    pipeline.send_batch(pipeline.claim(november.pk, now=now, limit=10), now=now)
+
+    assert send_of(november, "jürgen@xn--bcher-kva.example").status == SendStatus.DELIVERED
+    assert [list(received.rcpts) for received in isp.wait_for_messages(1)] == [["Jürgen@xn--bcher-kva.example"]]
