@@ -15,7 +15,7 @@ class DeliverabilityConfig(AppConfig):
             result = readiness.check_from_address(address)
             return FromCheck(result.allowed, result.problems)
 
-        extensions.sign = signing.sign_for_address
+        extensions.sign = signing.sign_message
         extensions.mx_hosts = dns_checks.mx_hosts
         extensions.check_from_address = check_from_address
         extensions.envelope_from = readiness.envelope_from

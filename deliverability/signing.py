@@ -137,18 +137,6 @@ def retire_key(key: DkimKey, *, now: datetime) -> None:
     key.save(update_fields=["state", "retired_at"])
 
 
-def sign_message(message: bytes, domain: SendingDomain) -> bytes:
-    """Return the message with a DKIM-Signature for each of the domain's active keys.
-
-    Returns the message unchanged when the domain has no active key of ours (an ESP signs).
-    """
-    signed = message
-    for key in domain.dkim_keys.filter(state=KeyState.ACTIVE).exclude(public_key="").order_by("algorithm"):
-        private = encryption.decrypt(key.private_key_encrypted).encode()
-        signed = _sign(signed, message, key.selector, domain.domain, private, key.algorithm) + signed
-    return signed
-
-
 def _has_header(message: bytes, name: bytes) -> bool:
     head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     return any(line.lower().startswith(name + b":") for line in head.splitlines())
@@ -207,21 +195,20 @@ def _signing_keys(domain_name: str) -> list[tuple[str, str, bytes]]:
     return keys
 
 
-def sign_for_address(message: bytes, from_address: str) -> bytes:
-    """Sign with the active keys of the From address's sending domain (unchanged if it has none)."""
+def sign_message(message: bytes, from_address: str) -> bytes:
+    """Return the message with a DKIM-Signature for each active key of the From address's
+    sending domain; unchanged when the domain has no key of ours (an ESP signs)."""
     domain_name = from_address.rpartition("@")[2].lower()
+    signed_headers = [header for header in SIGNED_HEADERS if _has_header(message, header)]
     signed = message
     for selector, algorithm, private in _signing_keys(domain_name):
-        signed = _sign(signed, message, selector, domain_name, private, algorithm) + signed
+        signature = dkim.sign(
+            signed,
+            selector.encode(),
+            domain_name.encode(),
+            private,
+            signature_algorithm=_SIGNATURE_ALGORITHMS[algorithm],
+            include_headers=signed_headers,
+        )
+        signed = signature + signed
     return signed
-
-
-def _sign(signed: bytes, original: bytes, selector: str, domain_name: str, private: bytes, algorithm: str) -> bytes:
-    return dkim.sign(
-        signed,
-        selector.encode(),
-        domain_name.encode(),
-        private,
-        signature_algorithm=_SIGNATURE_ALGORITHMS[algorithm],
-        include_headers=[h for h in SIGNED_HEADERS if _has_header(original, h)],
-    )

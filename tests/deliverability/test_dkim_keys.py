@@ -54,7 +54,7 @@ def test_an_old_encryption_key_still_decrypts_after_a_new_one_is_put_first(news,
 
 
 def test_a_message_signed_with_our_key_verifies_against_the_published_record(news):
-    signed = signing.sign_message(MESSAGE, news)
+    signed = signing.sign_message(MESSAGE, "news@news.example.com")
 
     assert signing.verify_message(signed) == [
         signing.Verification(True, domain="news.example.com", selector=news.dkim_keys.get().selector)
@@ -68,14 +68,14 @@ def test_rsa_and_ed25519_keys_both_sign_and_both_verify(news, dns_server):
     publish_key(dns_server, ed_key)
     signing.activate_key(ed_key, now=timezone.now())
 
-    verified = signing.verify_message(signing.sign_message(MESSAGE, news))
+    verified = signing.verify_message(signing.sign_message(MESSAGE, "news@news.example.com"))
 
     assert sorted(v.selector for v in verified if v.ok) == sorted(news.dkim_keys.values_list("selector", flat=True))
     assert len(verified) == 2
 
 
 def test_a_changed_body_or_a_missing_record_fails_verification(news, dns_server):
-    signed = signing.sign_message(MESSAGE, news)
+    signed = signing.sign_message(MESSAGE, "news@news.example.com")
     tampered = signed.replace(b"Hello Alice.", b"Hello Mallory.")
     dns_server.clear()
 
@@ -86,7 +86,7 @@ def test_a_changed_body_or_a_missing_record_fails_verification(news, dns_server)
 def test_a_domain_without_an_active_key_of_ours_is_left_unsigned(db, news):
     news.dkim_keys.update(state=KeyState.RETIRED)
 
-    assert signing.sign_message(MESSAGE, news) == MESSAGE
+    assert signing.sign_message(MESSAGE, "news@news.example.com") == MESSAGE
 
 
 def test_a_new_key_cannot_sign_before_its_record_is_published(news):
@@ -99,12 +99,12 @@ def test_a_new_key_cannot_sign_before_its_record_is_published(news):
 
 def test_rotation_keeps_the_old_key_published_until_it_is_retired(news, dns_server, now):
     old = news.dkim_keys.get()
-    signed_with_old = signing.sign_message(MESSAGE, news)
+    signed_with_old = signing.sign_message(MESSAGE, "news@news.example.com")
     new = signing.create_key(news, algorithm=KeyAlgorithm.RSA, now=now)
     publish_key(dns_server, new)
 
     replaced = signing.activate_key(new, now=now)
-    signed_with_new = signing.sign_message(MESSAGE, news)
+    signed_with_new = signing.sign_message(MESSAGE, "news@news.example.com")
     state_after_switch = DkimKey.objects.get(pk=old.pk).state
     published_while_retiring = [record.name for record in records.records_to_publish(news)]
     signing.retire_key(replaced, now=now)
@@ -128,7 +128,7 @@ def test_selectors_never_repeat_within_a_month(news, now):
 
 def test_a_key_dns_does_not_answer_for_is_neither_pass_nor_fail(news, dns_server, settings):
     settings.DNS_TIMEOUT_SECONDS = 0.5
-    signed = signing.sign_message(MESSAGE, news)
+    signed = signing.sign_message(MESSAGE, "news@news.example.com")
     dns_server.silence(news.dkim_keys.get().record_name)
 
     [verification] = signing.verify_message(signed)

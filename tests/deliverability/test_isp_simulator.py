@@ -181,7 +181,7 @@ def test_a_bad_rules_file_is_refused_with_the_reason(tmp_path, content, problem)
 
 
 def test_a_message_signed_by_our_domain_passes_dkim(simulator, news):
-    signed = signing.sign_message(message(), news)
+    signed = signing.sign_message(message(), "news@news.example.com")
     assert send(simulator, "reader@example.net", signed) == {}
     [received] = simulator.wait_for_messages(1)
     assert received.dkim == DkimResult.PASS
@@ -194,14 +194,14 @@ def test_an_unsigned_message_has_no_dkim_result(simulator):
 
 
 def test_a_message_changed_after_signing_fails_dkim(simulator, news):
-    signed = signing.sign_message(message(), news)
+    signed = signing.sign_message(message(), "news@news.example.com")
     tampered = signed.replace(b"Our autumn news.", b"Buy cheap watches")
     send(simulator, "reader@example.net", tampered)
     assert simulator.wait_for_messages(1)[0].dkim == DkimResult.FAIL
 
 
 def test_a_silent_dns_server_neither_delays_the_reply_nor_passes_the_message(simulator, news, settings, dns_server):
-    signed = signing.sign_message(message(), news)
+    signed = signing.sign_message(message(), "news@news.example.com")
     for key in news.dkim_keys.all():
         dns_server.silence(key.record_name)
     settings.DNS_TIMEOUT_SECONDS = 1
