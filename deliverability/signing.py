@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
 from django.db import transaction
 
 from crm import encryption
@@ -168,16 +168,56 @@ def verify_message(message: bytes) -> list[Verification]:
     return results
 
 
+@dataclass(frozen=True)
+class _SigningKey:
+    selector: str
+    algorithm: str
+    private: bytes  # as dkimpy reads it: PEM for RSA, the base64 seed for Ed25519
+    rsa_key: rsa.RSAPrivateKey | None  # loaded into OpenSSL once
+
+
+class _OpenSslRsaDkim(dkim.DKIM):
+    """dkimpy's DKIM signer with only its RSA step done by OpenSSL, on a key loaded once.
+
+    dkimpy still parses the message, canonicalizes the body and headers, picks and hashes the
+    signed headers and lays out and folds the DKIM-Signature. Its RSA is pure-Python modular
+    arithmetic, about 6 ms per 2048-bit signature (most of a message's cost); OpenSSL makes
+    the same bytes (PKCS #1 v1.5 signatures are deterministic) in about 0.3 ms.
+    """
+
+    def __init__(self, message: bytes, key: rsa.RSAPrivateKey) -> None:
+        super().__init__(message, signature_algorithm=b"rsa-sha256")
+        self.key = key
+
+    def gen_header(self, fields, include_headers, canon_policy, header_name, pk, standardize=False):
+        # dkimpy 1.1's DKIM.gen_header without `standardize` (ARC's) and with the signature from
+        # OpenSSL; `pk`, dkimpy's own parse of the PEM, goes unused.
+        folded = dkim.fold(b"; ".join(b"=".join(field) for field in fields), namelen=len(header_name))
+        header = (header_name, b" " + dkim.RE_BTAG.sub(b"\\1", folded))
+        hasher = self.hasher()
+        headers = canon_policy.canonicalize_headers(self.headers)
+        self.signed_headers = dkim.hash_headers(hasher, canon_policy, headers, include_headers, header, dict(fields))
+        signature = self.key.sign(hasher.digest(), padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+        fields = [(name, base64.b64encode(signature) if name == b"b" else value) for name, value in fields]
+        value = b"; ".join(b"=".join(field) for field in fields) + self.linesep
+        return dkim.fold(value, namelen=len(header_name), linesep=self.linesep)
+
+
 _KEY_CACHE_SECONDS = 60
-_key_cache: dict[str, tuple[float, list[tuple[str, str, bytes]]]] = {}
+_key_cache: dict[str, tuple[float, list[_SigningKey]]] = {}
 
 
 def forget_cached_keys(domain_name: str) -> None:
     _key_cache.pop(domain_name, None)
 
 
-def _signing_keys(domain_name: str) -> list[tuple[str, str, bytes]]:
-    """(selector, algorithm, private key) of a domain's active keys, cached for a minute per process.
+def _loaded(selector: str, algorithm: str, private: bytes) -> _SigningKey:
+    loaded = serialization.load_pem_private_key(private, password=None) if algorithm == KeyAlgorithm.RSA else None
+    return _SigningKey(selector, algorithm, private, loaded if isinstance(loaded, rsa.RSAPrivateKey) else None)
+
+
+def _signing_keys(domain_name: str) -> list[_SigningKey]:
+    """A domain's active keys, decrypted and loaded once and cached for a minute per process.
 
     A batch signs hundreds of messages for one domain; a key switched on or off in the admin
     takes effect within the minute.
@@ -186,7 +226,7 @@ def _signing_keys(domain_name: str) -> list[tuple[str, str, bytes]]:
     if cached and cached[0] > time.monotonic():
         return cached[1]
     keys = [
-        (key.selector, key.algorithm, encryption.decrypt(key.private_key_encrypted).encode())
+        _loaded(key.selector, key.algorithm, encryption.decrypt(key.private_key_encrypted).encode())
         for key in DkimKey.objects.filter(domain__domain=domain_name, state=KeyState.ACTIVE)
         .exclude(public_key="")
         .order_by("algorithm")
@@ -201,14 +241,11 @@ def sign_message(message: bytes, from_address: str) -> bytes:
     domain_name = from_address.rpartition("@")[2].lower()
     signed_headers = [header for header in SIGNED_HEADERS if _has_header(message, header)]
     signed = message
-    for selector, algorithm, private in _signing_keys(domain_name):
-        signature = dkim.sign(
-            signed,
-            selector.encode(),
-            domain_name.encode(),
-            private,
-            signature_algorithm=_SIGNATURE_ALGORITHMS[algorithm],
-            include_headers=signed_headers,
-        )
-        signed = signature + signed
+    for key in _signing_keys(domain_name):
+        if key.rsa_key is not None:
+            signer = _OpenSslRsaDkim(signed, key.rsa_key)
+        else:
+            signer = dkim.DKIM(signed, signature_algorithm=_SIGNATURE_ALGORITHMS[key.algorithm])
+        selector = key.selector.encode()
+        signed = signer.sign(selector, domain_name.encode(), key.private, include_headers=signed_headers) + signed
     return signed

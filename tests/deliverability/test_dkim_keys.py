@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dkim
 import pytest
 from cryptography.fernet import Fernet
 from django.utils import timezone
@@ -72,6 +73,30 @@ def test_rsa_and_ed25519_keys_both_sign_and_both_verify(news, dns_server):
 
     assert sorted(v.selector for v in verified if v.ok) == sorted(news.dkim_keys.values_list("selector", flat=True))
     assert len(verified) == 2
+
+
+def test_an_rsa_signature_is_byte_for_byte_the_one_dkimpy_makes_alone(news, now):
+    key = news.dkim_keys.get()
+    pem = encryption.decrypt(key.private_key_encrypted).encode()
+    headers = [b"from", b"to", b"subject", b"date", b"message-id", b"mime-version", b"content-type"]
+    headers += [b"list-unsubscribe", b"list-unsubscribe-post"]
+    by_dkimpy_alone = dkim.sign(MESSAGE, key.selector.encode(), b"news.example.com", pem, include_headers=headers)
+
+    signed = signing.sign_message(MESSAGE, "news@news.example.com")
+
+    assert signed == by_dkimpy_alone + MESSAGE
+
+
+def test_long_folded_headers_and_an_odd_body_still_verify_with_each_algorithm(news, dns_server):
+    ed_key = signing.create_key(news, algorithm=KeyAlgorithm.ED25519, now=timezone.now())
+    publish_key(dns_server, ed_key)
+    signing.activate_key(ed_key, now=timezone.now())
+    odd = MESSAGE.replace(b"Subject: November news", b"Subject: November news,\r\n\t" + b"very long " * 20)
+    odd += b"  trailing spaces   \r\n\r\n\r\n"
+
+    verified = signing.verify_message(signing.sign_message(odd, "news@news.example.com"))
+
+    assert [v.ok for v in verified] == [True, True]
 
 
 def test_a_changed_body_or_a_missing_record_fails_verification(news, dns_server):

@@ -24,6 +24,8 @@ from cryptography.x509.oid import NameOID
 
 from deliverability import signing
 from deliverability.isp_simulator import DkimResult, IspSimulator, Rules, RulesError, tls_context
+from deliverability.models import KeyAlgorithm
+from tests.conftest import publish_key
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SLOW_SECONDS = 0.3
@@ -186,6 +188,20 @@ def test_a_message_signed_by_our_domain_passes_dkim(simulator, news):
     [received] = simulator.wait_for_messages(1)
     assert received.dkim == DkimResult.PASS
     assert received.verifications[0].domain == "news.example.com"
+
+
+def test_a_message_signed_with_rsa_and_ed25519_passes_both_signatures(simulator, news, dns_server, now):
+    ed_key = signing.create_key(news, algorithm=KeyAlgorithm.ED25519, now=now)
+    publish_key(dns_server, ed_key)
+    signing.activate_key(ed_key, now=now)
+
+    send(simulator, "reader@example.net", signing.sign_message(message(), "news@news.example.com"))
+
+    [received] = simulator.wait_for_messages(1)
+    assert received.dkim == DkimResult.PASS
+    assert sorted((v.selector, v.ok) for v in received.verifications) == sorted(
+        (selector, True) for selector in news.dkim_keys.values_list("selector", flat=True)
+    )
 
 
 def test_an_unsigned_message_has_no_dkim_result(simulator):
