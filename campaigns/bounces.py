@@ -432,3 +432,58 @@ def is_auto_reply(message: Message) -> bool:
     if any(_header(message, name) for name in _AUTO_REPLY_HEADERS):
         return True
     return _header(message, "Precedence").lower() == "auto_reply"
+
+
+@dataclass(frozen=True)
+class FeedbackReport:
+    """An RFC 5965 abuse report (a mailbox provider's feedback loop): someone pressed "spam"."""
+
+    feedback_type: str  # lowercased: abuse, fraud, virus, other, not-spam, opt-out, …
+    original_mail_from: str
+    original_rcpt_to: str
+    user_agent: str
+    source_ip: str
+    original_message_id: str
+    original_return_path: str
+
+
+# Feedback types that mean the recipient does not want the mail (RFC 5965 and RFC 6650 use).
+COMPLAINT_FEEDBACK = frozenset({"abuse", "fraud", "virus"})
+OPT_OUT_FEEDBACK = frozenset({"opt-out", "optout", "unsubscribe"})
+
+
+def parse_feedback_report(message: Message) -> FeedbackReport | None:
+    """The report in a `multipart/report; report-type=feedback-report` message; None for anything else."""
+    if message.get_content_type() != "multipart/report":
+        return None
+    if str(message.get_param("report-type", "")).lower() != "feedback-report":
+        return None
+    fields: Message | None = None
+    returned: Message | None = None
+    for part in message.get_payload():
+        if not isinstance(part, Message):
+            continue
+        if part.get_content_type() == "message/feedback-report":
+            fields = _feedback_fields(part)
+        elif (headers := _returned_headers(part)) is not None:
+            returned = headers
+    if fields is None:
+        return None
+    return FeedbackReport(
+        feedback_type=_header(fields, "Feedback-Type").lower(),
+        original_mail_from=_address(_header(fields, "Original-Mail-From")).strip("<>"),
+        original_rcpt_to=_address(_header(fields, "Original-Rcpt-To")).strip("<>"),
+        user_agent=_header(fields, "User-Agent"),
+        source_ip=_header(fields, "Source-IP"),
+        original_message_id=_header(returned, "Message-ID") if returned is not None else "",
+        original_return_path=_header(returned, "Return-Path").strip("<>") if returned is not None else "",
+    )
+
+
+def _feedback_fields(part: Message) -> Message:
+    # message/feedback-report is a block of header fields; parsers give it as text or as a message.
+    payload = part.get_payload()
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        return payload[0]
+    raw = part.get_payload(decode=True)
+    return BytesHeaderParser().parsebytes(raw if isinstance(raw, bytes) else str(payload).encode())

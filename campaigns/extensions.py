@@ -33,6 +33,8 @@ class Extensions:
     mx_hosts: Callable[[str], list[str]] = lambda domain: [domain]
     # (From address, send id) → envelope sender: a VERP address on the return-path domain.
     envelope_from: Callable[[str, int], str] = lambda from_address, send_id: from_address
+    # A VERP return-path address → the send it was made for (None when it is not one of ours).
+    send_id_from_return_path: Callable[[str], int | None] = lambda address: None
     # Whether a From address's domain sends through an ESP (anymail) instead of direct SMTP.
     uses_esp: Callable[[str], bool] = lambda from_address: False
 

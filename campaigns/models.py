@@ -154,6 +154,18 @@ class Campaign(models.Model):
         help_text="Send at the scheduled date and clock time in each contact's own time zone (contacts "
         "without one: CAMPAIGN_DEFAULT_TIME_ZONE). Where that time has already passed, the message goes at once.",
     )
+    track_opens = models.BooleanField(
+        default=True, help_text="A tracking pixel. Opens by mail privacy proxies and prefetchers are told apart."
+    )
+    track_clicks = models.BooleanField(default=True, help_text="Links go through a redirect that records the click.")
+    add_utm_tags = models.BooleanField(
+        "Add UTM tags",
+        default=False,
+        help_text="utm_source, utm_medium=email and utm_campaign on tracked links (tags a link already has are kept).",
+    )
+    utm_campaign = models.CharField(
+        "UTM campaign", max_length=100, blank=True, help_text="Blank: the campaign's name as a slug."
+    )
     status_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     status_changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
@@ -221,6 +233,11 @@ class Send(models.Model):
     smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
     smtp_reply = models.TextField(blank=True, help_text="What the receiving server said, word for word.")
     bounce_category = models.CharField(max_length=20, blank=True)
+    # The first human open and click (machine ones never count), complaint and unsubscribe.
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
 
     class Meta:
@@ -236,3 +253,163 @@ class Send(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign} → {self.email}"
+
+
+class CampaignLink(models.Model):
+    """A link that was in a campaign's email: clicks redirect only to these (no open redirect)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="links")
+    url = models.TextField(help_text="The link as the email had it.")
+    url_hash = models.CharField(max_length=64, editable=False)
+    target = models.TextField(help_text="Where a click goes: the link, with UTM tags when the campaign adds them.")
+    position = models.PositiveIntegerField(help_text="Order of first appearance in the email.")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "url_hash"], name="one_link_per_campaign_url")]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class EventType(models.TextChoices):
+    ACCEPTED = "accepted", "Accepted by the ESP"
+    DELIVERED = "delivered", "Delivered"
+    DEFERRED = "deferred", "Deferred"
+    HARD_BOUNCE = "hard_bounce", "Hard bounce"
+    SOFT_BOUNCE = "soft_bounce", "Soft bounce"
+    NOT_SENT = "not_sent", "Not sent"
+    OPEN = "open", "Open"
+    CLICK = "click", "Click"
+    COMPLAINT = "complaint", "Spam complaint"
+    UNSUBSCRIBE = "unsubscribe", "Unsubscribe"
+    AUTO_REPLY = "auto_reply", "Automatic reply"
+    OTHER = "other", "Other"
+
+
+class EventSource(models.TextChoices):
+    SMTP = "smtp", "SMTP reply"
+    ESP_API = "esp_api", "ESP API"
+    WEBHOOK = "webhook", "ESP webhook"
+    BOUNCE_MAIL = "bounce_mail", "Bounce or complaint mail"
+    TRACKING = "tracking", "Tracking link"
+    UNSUBSCRIBE_LINK = "unsubscribe_link", "Unsubscribe link"
+
+
+class EmailEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError("Email events are append-only: they cannot be updated.")
+
+
+class EmailEvent(models.Model):
+    """One thing that happened to a sent message, recorded once (campaigns.events.record_events).
+
+    Append-only. Links to the send, campaign and contact carry no database constraint, so the
+    history (and the rates built on it) outlives deleted campaigns and contacts. An event that
+    matched no send is kept as orphaned (send is empty).
+    """
+
+    type = models.CharField(max_length=16, choices=EventType)
+    source = models.CharField(max_length=16, choices=EventSource)
+    occurred_at = models.DateTimeField(help_text="When it happened, by the reporter's clock.")
+    recorded_at = models.DateTimeField()
+    send = models.ForeignKey(
+        Send, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="events"
+    )
+    campaign = models.ForeignKey(
+        Campaign,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,  # email_event_campaign starts with it
+        related_name="events",
+    )
+    contact = models.ForeignKey(
+        Contact,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,  # email_event_contact starts with it
+        related_name="email_events",
+    )
+    recipient = models.CharField(max_length=254, blank=True)
+    esp = models.CharField("ESP", max_length=32, blank=True)
+    esp_event_id = models.CharField(
+        "event id", max_length=255, blank=True, help_text="The reporter's id: the same id twice is one event."
+    )
+    message_id = models.CharField(max_length=255, blank=True)
+    bounce_category = models.CharField(max_length=20, blank=True)
+    smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    smtp_reply = models.TextField(blank=True)
+    link = models.ForeignKey(
+        CampaignLink, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    url = models.TextField(blank=True)
+    user_agent = models.TextField(blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    is_machine = models.BooleanField(
+        default=False, help_text="A proxy, scanner or prefetcher, not a person: left out of engagement and rates."
+    )
+    machine_reason = models.CharField(max_length=100, blank=True)
+    effect = models.CharField(max_length=255, blank=True, help_text="What recording it changed.")
+    payload = models.JSONField(default=dict, blank=True, help_text="What the reporter sent, as it sent it.")
+
+    objects = EmailEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        constraints = [
+            # One notification may cover several recipients, or events, under one id (Amazon SES).
+            models.UniqueConstraint(
+                fields=["esp", "esp_event_id", "recipient", "type"],
+                condition=~Q(esp_event_id=""),
+                name="one_event_per_reporter_id",
+            )
+        ]
+        indexes = [
+            # The performance page: counts and the chart per campaign and type.
+            models.Index(fields=["campaign", "type", "occurred_at"], name="email_event_campaign"),
+            # The contact timeline and the soft-bounce escalation.
+            models.Index(fields=["contact", "occurred_at"], name="email_event_contact"),
+            # Machine-click bursts and a send's history.
+            models.Index(fields=["send", "type"], name="email_event_send"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_type_display()} · {self.recipient or 'unknown recipient'}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise TypeError("Email events are append-only: they cannot be changed.")
+        super().save(*args, **kwargs)
+
+    @property
+    def orphaned(self) -> bool:
+        return self.send_id is None
+
+
+class PayloadKind(models.TextChoices):
+    WEBHOOK = "webhook", "ESP webhook"
+    BOUNCE_MAIL = "bounce_mail", "Bounce or complaint mail"
+
+
+class UnprocessedPayload(models.Model):
+    """Input that passed authentication but could not be processed: kept, never dropped, for staff to retry."""
+
+    kind = models.CharField(max_length=16, choices=PayloadKind)
+    esp = models.CharField("ESP", max_length=32, blank=True)
+    content_type = models.CharField(max_length=255, blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    body = models.BinaryField()
+    error = models.TextField()
+    received_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=1)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.esp} at {self.received_at:%Y-%m-%d %H:%M}"

@@ -25,17 +25,16 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 
-from campaigns import audience, bounces, checklist, rendering
+from campaigns import audience, bounces, checklist, events, rendering, tracking
 from campaigns import links as campaign_links
 from campaigns.extensions import extensions
 from campaigns.gate import annotate_refusal
-from campaigns.models import Campaign, CampaignStatus, Send, SendStatus
+from campaigns.models import Campaign, CampaignStatus, EventSource, Send, SendStatus
 from campaigns.throttle import Throttle
 from campaigns.transports import EspTransport, Handoff, Outgoing, Reply, SmtpTransport
 from crm import links
-from crm.bulk import update_rows
 from crm.eligibility import Ineligibility
-from crm.models import Contact, EmailStatus, Suppression, SuppressionReason
+from crm.models import Contact
 
 logger = logging.getLogger(__name__)
 
@@ -165,9 +164,18 @@ def warmup_allowance(*, now: datetime) -> int:
 
 
 def _message(
-    campaign: Campaign, contact: Contact, *, send_id: int | None, to: str = "", subject_prefix: str = ""
+    campaign: Campaign,
+    contact: Contact,
+    *,
+    send_id: int | None,
+    now: datetime | None,
+    to: str = "",
+    subject_prefix: str = "",
 ) -> tuple[EmailMultiAlternatives, str]:
     rendered = render_for(campaign, contact, send_id=send_id)
+    html = rendered.html
+    if send_id is not None and now is not None:
+        html = tracking.track(html, campaign=campaign, send_id=send_id, links=tracking.LINKS, now=now)
     domain = campaign.from_email.rpartition("@")[2]
     # Events (bounces, webhooks) find the send by this id: "<send id>.<random>@<From domain>".
     message_id = f"<{send_id or 'test'}.{secrets.token_hex(6)}@{domain}>"
@@ -185,7 +193,7 @@ def _message(
         to=[to or contact.email],
         headers=headers,
     )
-    message.attach_alternative(rendered.html, "text/html")
+    message.attach_alternative(html, "text/html")
     return message, message_id
 
 
@@ -199,39 +207,57 @@ def _mailbox(contact: Contact) -> str:
     return f"{contact.email.rpartition('@')[0]}@{contact.email_normalized.rpartition('@')[2]}"
 
 
-def _apply(send: Send, reply: Reply, *, now: datetime) -> None:
+def _apply(send: Send, reply: Reply, *, now: datetime) -> events.Observation:
+    """The receiving server's reply as the send's result; a deferral gets its next attempt."""
     verdict = bounces.classify(reply.code, reply.text)
     if verdict.outcome == bounces.Outcome.DEFERRED and now - send.first_attempt_at >= timedelta(
         hours=settings.SEND_RETRY_HOURS
     ):
         verdict = bounces.expire_deferral(verdict)
-    # smtplib reports an unreadable reply as -1: the server said nothing we can keep as a code.
-    send.smtp_code = reply.code if reply.code and reply.code > 0 else None
-    send.smtp_reply = reply.text[:2000]
-    send.bounce_category = verdict.category
     if verdict.outcome == bounces.Outcome.DEFERRED:
-        send.status = SendStatus.DEFERRED
         send.due_at = _retry_at(send, now)
-        return
-    send.status = {
+    status = {
         bounces.Outcome.DELIVERED: SendStatus.DELIVERED,
+        bounces.Outcome.DEFERRED: SendStatus.DEFERRED,
         bounces.Outcome.HARD_BOUNCE: SendStatus.HARD_BOUNCED,
         bounces.Outcome.SOFT_BOUNCE: SendStatus.SOFT_BOUNCED,
         bounces.Outcome.NOT_SENT: SendStatus.NOT_SENT,
     }[verdict.outcome]
+    # smtplib reports an unreadable reply as -1: the server said nothing we can keep as a code.
+    return _result(send, status, reply.text, code=reply.code, category=verdict.category, now=now)
 
 
-_RESULT_FIELDS = [
-    "status",
+def _result(
+    send: Send,
+    status: str,
+    reply: str,
+    *,
+    now: datetime,
+    code: int | None = None,
+    category: str = "",
+    source: str = EventSource.SMTP,
+) -> events.Observation:
+    return events.Observation(
+        type=events.EVENT_FOR_STATUS[status],
+        source=source,
+        occurred_at=now,
+        send_id=send.pk,
+        message_id=send.message_id,
+        recipient=send.email,
+        smtp_code=code if code and code > 0 else None,
+        smtp_reply=reply[:2000],
+        bounce_category=category,
+    )
+
+
+# The pipeline's own fields; the result (status, reply) is written by events.record_attempts.
+_BOOKKEEPING_FIELDS = [
     "skip_reason",
     "attempts",
     "first_attempt_at",
     "last_attempt_at",
     "due_at",
     "message_id",
-    "smtp_code",
-    "smtp_reply",
-    "bounce_category",
     "claim_token",
 ]
 
@@ -252,14 +278,19 @@ def send_batch(send_ids: list[int], *, now: datetime, transport: SmtpTransport |
     by_campaign: dict[int, list[Send]] = {}
     for send in sends:
         by_campaign.setdefault(send.campaign_id, []).append(send)
+    results: dict[int, events.Observation] = {}
     with contextlib.ExitStack() as stack:
         transports = _Transports(stack, smtp=transport)
         for campaign_sends in by_campaign.values():
             _send_campaign_batch(
-                campaign_sends[0].campaign, campaign_sends, now=now, transports=transports, throttle=throttle()
+                campaign_sends[0].campaign,
+                campaign_sends,
+                now=now,
+                transports=transports,
+                throttle=throttle(),
+                results=results,
             )
-    update_rows(Send, sends, _RESULT_FIELDS)
-    _suppress_hard_bounces([s for s in sends if s.status == SendStatus.HARD_BOUNCED], now=now)
+    events.record_attempts(sends, results, fields=_BOOKKEEPING_FIELDS, now=now)
     counts: dict[str, int] = {}
     for send in sends:
         counts[send.status] = counts.get(send.status, 0) + 1
@@ -288,8 +319,15 @@ class _Transports:
 
 
 def _send_campaign_batch(
-    campaign: Campaign, sends: list[Send], *, now: datetime, transports: _Transports, throttle: Throttle | None
+    campaign: Campaign,
+    sends: list[Send],
+    *,
+    now: datetime,
+    transports: _Transports,
+    throttle: Throttle | None,
+    results: dict[int, events.Observation],
 ) -> None:
+    """Hand the campaign's sends over; each attempted send's result goes into `results`."""
     # The gate again, for this batch, now: someone may have unsubscribed since the audience was built.
     contacts = {
         contact.pk: contact
@@ -312,12 +350,12 @@ def _send_campaign_batch(
             send.skip_reason = contact.refusal if contact else Ineligibility.NOT_SUBSCRIBED
             continue
         try:
-            message, send.message_id = _message(campaign, contact, send_id=send.pk)
+            message, send.message_id = _message(campaign, contact, send_id=send.pk, now=now)
         except Exception as exc:
             # One contact whose data breaks rendering must not hold up, or endlessly retry, the batch.
             logger.exception("Rendering send %s of campaign %s failed", send.pk, campaign.pk)
-            send.status = SendStatus.NOT_SENT
-            send.smtp_reply = f"Not sent: the message could not be rendered ({type(exc).__name__}: {exc})"[:2000]
+            reason = f"Not sent: the message could not be rendered ({type(exc).__name__}: {exc})"
+            results[send.pk] = _result(send, SendStatus.NOT_SENT, reason, now=now)
             continue
         if throttle is not None:
             throttle.wait(contact.email_normalized.rpartition("@")[2])
@@ -326,52 +364,32 @@ def _send_campaign_batch(
         send.last_attempt_at = now
         if esp:
             metadata = {"send_id": str(send.pk), "campaign_id": str(campaign.pk)}
-            _apply_handoff(send, transports.esp.hand_over(message, contact.email, metadata=metadata), now=now)
+            handoff = transports.esp.hand_over(message, contact.email, metadata=metadata)
+            results[send.pk] = _apply_handoff(send, handoff, now=now)
             continue
         signed = extensions.sign(message.message().as_bytes(linesep="\r\n"), campaign.from_email)
         outgoing = Outgoing(extensions.envelope_from(campaign.from_email, send.pk), _mailbox(contact), signed)
-        _apply(send, transports.smtp.deliver(outgoing), now=now)
+        results[send.pk] = _apply(send, transports.smtp.deliver(outgoing), now=now)
 
 
 # anymail's send statuses: accepted for delivery (its webhooks tell the rest), refused, or failed.
 _ACCEPTED_BY_ESP = {"sent", "queued", "scheduled", "unknown"}
 
 
-def _apply_handoff(send: Send, handoff: Handoff, *, now: datetime) -> None:
-    send.smtp_code = None
+def _apply_handoff(send: Send, handoff: Handoff, *, now: datetime) -> events.Observation:
+    via_esp = {"now": now, "source": EventSource.ESP_API}
     if handoff.status in _ACCEPTED_BY_ESP:
-        send.status = SendStatus.ACCEPTED
         send.message_id = handoff.message_id or send.message_id
-        send.smtp_reply = f"Accepted by the ESP ({handoff.status})."
-    elif handoff.status == "invalid":
-        send.status = SendStatus.HARD_BOUNCED
-        send.bounce_category = bounces.BounceCategory.UNKNOWN_USER
-        send.smtp_reply = "The ESP refused the address as invalid."
-    elif handoff.status == "rejected":
-        send.status = SendStatus.NOT_SENT
-        send.bounce_category = bounces.BounceCategory.POLICY
-        send.smtp_reply = "The ESP refused to send to this address (its own suppression or policy)."
-    else:
-        _apply(send, Reply(451, f"4.3.0 The ESP's API failed: {handoff.text or handoff.status}"), now=now)
-
-
-def _suppress_hard_bounces(sends: list[Send], *, now: datetime) -> None:
-    if not sends:
-        return
-    Suppression.objects.bulk_create(
-        [
-            Suppression(
-                email=send.email,
-                reason=SuppressionReason.HARD_BOUNCE,
-                created_at=now,
-                source=f"campaign {send.campaign_id}",
-                note=send.smtp_reply[:500],
-            )
-            for send in sends
-        ],
-        ignore_conflicts=True,
-    )
-    Contact.objects.filter(pk__in=[s.contact_id for s in sends]).update(email_status=EmailStatus.HARD_BOUNCED)
+        return _result(send, SendStatus.ACCEPTED, f"Accepted by the ESP ({handoff.status}).", **via_esp)
+    if handoff.status == "invalid":
+        reply = "The ESP refused the address as invalid."
+        return _result(send, SendStatus.HARD_BOUNCED, reply, category=bounces.BounceCategory.UNKNOWN_USER, **via_esp)
+    if handoff.status == "rejected":
+        reply = "The ESP refused to send to this address (its own suppression or policy)."
+        return _result(send, SendStatus.NOT_SENT, reply, category=bounces.BounceCategory.POLICY, **via_esp)
+    deferral = _apply(send, Reply(451, f"4.3.0 The ESP's API failed: {handoff.text or handoff.status}"), now=now)
+    deferral.source = EventSource.ESP_API
+    return deferral
 
 
 def send_test(campaign: Campaign, *, contact: Contact, to: str) -> Reply:
@@ -379,7 +397,7 @@ def send_test(campaign: Campaign, *, contact: Contact, to: str) -> Reply:
 
     Nothing is recorded as a send and no gate applies: the recipient is staff, not the contact.
     """
-    message, _ = _message(campaign, contact, send_id=None, to=to, subject_prefix="[Test] ")
+    message, _ = _message(campaign, contact, send_id=None, now=None, to=to, subject_prefix="[Test] ")
     if extensions.uses_esp(campaign.from_email):
         with EspTransport() as esp:
             handoff = esp.hand_over(message, to, metadata={"test": "yes"})

@@ -1,8 +1,9 @@
 from celery import shared_task
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from campaigns import pipeline
+from campaigns import pipeline, tracking, webhooks
 
 
 @shared_task(ignore_result=True)
@@ -28,3 +29,25 @@ def enqueue_campaign(campaign_id: int) -> None:
 @shared_task(ignore_result=True)
 def dispatch_sends() -> None:
     pipeline.dispatch(now=timezone.now(), enqueue=send_campaign.delay)
+
+
+@shared_task(ignore_result=True)
+def drain_tracking_hits() -> None:
+    tracking.drain(now=timezone.now())
+
+
+def schedule_hit_drain() -> None:
+    """Record the buffer shortly after it stopped being empty (the minute's beat job is the safety net)."""
+    drain_tracking_hits.apply_async(countdown=2)
+
+
+# A database that is down must not lose an ESP's events: retried with backoff for about an hour.
+@shared_task(
+    ignore_result=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=5,
+    retry_backoff_max=600,
+    max_retries=12,
+)
+def process_webhook(envelope: dict) -> None:
+    webhooks.process(envelope, now=timezone.now())

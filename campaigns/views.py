@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+import logging
+
 from django.core import signing
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from campaigns import links, pipeline
-from campaigns.models import Send
+from campaigns import links, pipeline, tasks, tracking
+from campaigns.models import EventType, Send
+from crm.ratelimit import client_ip
+
+logger = logging.getLogger(__name__)
 
 
 @require_safe
@@ -19,3 +26,49 @@ def view_in_browser(request, token: str):
     if send is None or send.contact is None:
         return render(request, "campaigns/view_gone.html", status=404)
     return HttpResponse(pipeline.render_for(send.campaign, send.contact, send_id=send.pk).html)
+
+
+def _capture(request, kind: str, send_id: int, *, link_id: int | None = None, url: str = "") -> None:
+    """Keep the hit; whatever fails, the visitor still gets their pixel or their page."""
+    now = timezone.now()
+    hit = tracking.Hit(
+        kind=kind,
+        send_id=send_id,
+        at=now,
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:1000],
+        ip=client_ip(request),
+        link_id=link_id,
+        url=url,
+        method=request.method,
+    )
+    try:
+        tracking.capture(hit, now=now, schedule_drain=tasks.schedule_hit_drain)
+    except Exception:
+        logger.exception("A %s hit for send %s was lost", kind, send_id)
+
+
+@never_cache
+@require_safe
+def open_pixel(request, token: str):
+    """The tracking pixel: always a GIF, whatever the token; a valid token records an open."""
+    send_id = tracking.read_open_token(token)
+    if send_id is not None:
+        _capture(request, EventType.OPEN, send_id)
+    return HttpResponse(tracking.PIXEL, content_type="image/gif")
+
+
+@never_cache
+@require_safe
+def click(request, token: str):
+    """Redirect to the link the email had; a token we did not make leads nowhere but a friendly page."""
+    ids = tracking.read_click_token(token)
+    target = None
+    if ids is not None:
+        try:
+            target = tracking.link_target(ids[1])
+        except Exception:
+            logger.exception("Could not look up link %s", ids[1])
+    if ids is None or target is None:
+        return render(request, "campaigns/link_gone.html", status=404)
+    _capture(request, EventType.CLICK, ids[0], link_id=ids[1], url=target)
+    return HttpResponseRedirect(target)

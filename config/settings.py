@@ -364,6 +364,27 @@ CAMPAIGN_SMTP_PORT = env_int("CAMPAIGN_SMTP_PORT", 2525 if DEBUG else 25, minimu
 # A receiving server that does not answer within this many seconds leaves the send "not sent".
 CAMPAIGN_SMTP_TIMEOUT_SECONDS = env_int("CAMPAIGN_SMTP_TIMEOUT_SECONDS", 30, minimum=1)
 
+# Events. Soft bounces from this many campaigns within this many days, with no delivery in
+# between, count as a hard bounce (the address is suppressed).
+SOFT_BOUNCE_ESCALATION_COUNT = env_int("SOFT_BOUNCE_ESCALATION_COUNT", 3, minimum=1)
+SOFT_BOUNCE_ESCALATION_DAYS = env_int("SOFT_BOUNCE_ESCALATION_DAYS", 60, minimum=1)
+# Opens and clicks no person made (see campaigns/machines.py): a pixel fetched this soon after
+# delivery is a prefetch; a click this soon a security scanner; so is a burst of this many
+# different links of one message within this many seconds.
+TRACKING_PREFETCH_SECONDS = env_int("TRACKING_PREFETCH_SECONDS", 2, minimum=0)
+TRACKING_SCANNER_SECONDS = env_int("TRACKING_SCANNER_SECONDS", 10, minimum=0)
+TRACKING_BURST_LINKS = env_int("TRACKING_BURST_LINKS", 3, minimum=2)
+TRACKING_BURST_SECONDS = env_int("TRACKING_BURST_SECONDS", 5, minimum=1)
+# Open and click hits wait in this Redis list and are written in batches by a worker, so the
+# endpoints answer without the database (and keep answering while it is briefly down).
+# Empty: every hit is written at once (local runs without Redis).
+TRACKING_BUFFER_URL = env_url("TRACKING_BUFFER_URL", REDIS_URL, schemes={"", "redis", "rediss", "unix"})
+# Distinct links registered per campaign; links beyond (personalized URLs) are left untracked.
+TRACKING_MAX_LINKS_PER_CAMPAIGN = env_int("TRACKING_MAX_LINKS_PER_CAMPAIGN", 500, minimum=1)
+UTM_SOURCE = env_str("UTM_SOURCE", "deliverwell")
+# ESP webhooks: bodies larger than this are refused (413) before anything is parsed.
+WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

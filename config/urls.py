@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from campaigns import tasks, webhooks
+
 admin.site.site_header = "Deliverwell"
 admin.site.site_title = "Deliverwell"
 admin.site.index_title = "Contacts, consent, campaigns and deliverability"
@@ -11,6 +13,8 @@ admin.site.enable_nav_sidebar = False
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    # ESP webhooks (every ESP django-anymail supports): authenticated, then queued for a worker.
+    path("anymail/", include((webhooks.urlpatterns(tasks.process_webhook.delay), "anymail"))),
     path("", include("crm.urls")),
     path("", include("campaigns.urls")),
 ]

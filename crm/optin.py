@@ -15,7 +15,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
 
-from crm import consent, links, suppression
+from crm import consent, links, signals, suppression
 from crm.addresses import parse_address
 from crm.models import (
     ConsentAction,
@@ -344,6 +344,13 @@ def unsubscribe_by_link(ref: links.ContactRef, *, visitor: Visitor, now: datetim
             contact, subscription_type, method=ConsentMethod.UNSUBSCRIBE_LINK, now=now, **evidence, **visitor.evidence()
         )
         outcome.unsubscribed.append(subscription_type)
+    signals.unsubscribed_by_link.send(
+        sender=unsubscribe_by_link,
+        send_id=ref.send_id,
+        email=ref.email,
+        everything=outcome.unsubscribed_from_all,
+        now=now,
+    )
     return outcome
 
 

@@ -19,6 +19,7 @@ class DeliverabilityConfig(AppConfig):
         extensions.mx_hosts = dns_checks.mx_hosts
         extensions.check_from_address = check_from_address
         extensions.envelope_from = readiness.envelope_from
+        extensions.send_id_from_return_path = readiness.send_id_from_return_path
         extensions.uses_esp = readiness.uses_esp
 
         # Signing keys and envelope domains are cached per process for a minute; a change made

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from deliverability.domains import normalize_domain
 from deliverability.esps import Transport
@@ -63,15 +65,33 @@ def _sender(from_address: str) -> tuple[float, str, bool]:
     return cached
 
 
+def _verp_mac(send_id: int) -> str:
+    # Lowercase hex: MTAs may fold the case of a local part.
+    return salted_hmac("deliverability.verp", str(send_id), algorithm="sha256").hexdigest()[:10]
+
+
 def envelope_from(from_address: str, send_id: int) -> str:
     """The Return-Path for one send: a VERP address on the envelope domain when it is ours.
 
-    `bounces+<send id>@<domain>` tells which send an asynchronous bounce belongs to even when
-    the bounce quotes nothing of the message. On an ESP's shared return path it is the ESP's
-    business, and the From address is returned.
+    `bounces+<send id>-<mac>@<domain>` tells which send an asynchronous bounce belongs to even
+    when the bounce quotes nothing of the message; the MAC keeps a stranger from forging a
+    bounce for someone else's send. On an ESP's shared return path it is the ESP's business,
+    and the From address is returned.
     """
     envelope_domain = _sender(from_address)[1]
-    return f"bounces+{send_id}@{envelope_domain}" if envelope_domain else from_address
+    return f"bounces+{send_id}-{_verp_mac(send_id)}@{envelope_domain}" if envelope_domain else from_address
+
+
+_VERP = re.compile(r"bounces\+(\d{1,18})-([0-9a-f]{10})@", re.IGNORECASE)
+
+
+def send_id_from_return_path(address: str) -> int | None:
+    """The send a VERP return-path address belongs to; None for any other address or a bad MAC."""
+    match = _VERP.search(address or "")
+    if match is None:
+        return None
+    send_id = int(match.group(1))
+    return send_id if constant_time_compare(match.group(2).lower(), _verp_mac(send_id)) else None
 
 
 def uses_esp(from_address: str) -> bool:

@@ -1,0 +1,325 @@
+"""Our own opens and clicks: short signed links, a hit buffer, and recording in batches.
+
+Every tracked link is `/t/c/<send>.<link>.<mac>` and the pixel `/t/o/<send>.<mac>.gif`: ids in
+base 36 and a truncated HMAC, so a link is short, cannot be forged, and a click can only lead
+to a link that was in that very email (a link id is registered per campaign when the email is
+rendered; the MAC binds it to the send).
+
+The endpoints never wait for the database. A hit is pushed onto a Redis list
+(TRACKING_BUFFER_URL) and a worker records the list in batches through `events.record_events`,
+so the endpoints keep answering while PostgreSQL is down and lose nothing: a batch leaves the
+list only after it was recorded, and each hit carries its own id, so a batch recorded twice
+(a worker that died before trimming the list) is still recorded once. Without a buffer, or
+when Redis does not answer, a hit is recorded at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import logging
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+from django.conf import settings
+from django.core.cache import cache as shared_cache
+from django.db import IntegrityError
+from django.urls import reverse
+from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.dateparse import parse_datetime
+from django.utils.text import slugify
+
+from campaigns.events import Observation, record_events
+from campaigns.models import Campaign, CampaignLink, EventSource, EventType
+from crm.links import absolute
+
+logger = logging.getLogger(__name__)
+
+BUFFER_KEY = "deliverwell:tracking:hits"
+_DRAIN_LOCK = "deliverwell:tracking:drain"
+_LINK_CACHE = "deliverwell:link:{}"
+_LINK_CACHE_SECONDS = 7 * 24 * 3600
+_SALT = "campaigns.tracking"
+_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+# A transparent 1x1 GIF.
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+
+
+def _base36(number: int) -> str:
+    digits = ""
+    while True:
+        number, digit = divmod(number, 36)
+        digits = _DIGITS[digit] + digits
+        if not number:
+            return digits
+
+
+def _mac(message: str) -> str:
+    return base64.urlsafe_b64encode(salted_hmac(_SALT, message, algorithm="sha256").digest()[:9]).decode()
+
+
+def _ids(parts: list[str]) -> list[int] | None:
+    try:
+        return [int(part, 36) for part in parts]
+    except ValueError:
+        return None
+
+
+def open_token(send_id: int) -> str:
+    sid = _base36(send_id)
+    return f"{sid}.{_mac('o' + sid)}"
+
+
+def click_token(send_id: int, link_id: int) -> str:
+    ids = f"{_base36(send_id)}.{_base36(link_id)}"
+    return f"{ids}.{_mac('c' + ids)}"
+
+
+def read_open_token(token: str) -> int | None:
+    """The send id of a pixel token; None for anything we did not make."""
+    sid, _, mac = token.removesuffix(".gif").partition(".")
+    ids = _ids([sid]) if len(sid) <= 13 else None
+    if ids is None or not constant_time_compare(mac, _mac("o" + sid)):
+        return None
+    return ids[0]
+
+
+def read_click_token(token: str) -> tuple[int, int] | None:
+    """(send id, link id) of a click token; None for anything we did not make."""
+    parts = token.split(".")
+    if len(parts) != 3 or max(len(parts[0]), len(parts[1])) > 13:
+        return None
+    ids = _ids(parts[:2])
+    if ids is None or not constant_time_compare(parts[2], _mac(f"c{parts[0]}.{parts[1]}")):
+        return None
+    return ids[0], ids[1]
+
+
+def open_url(send_id: int) -> str:
+    return absolute(reverse("campaigns:open", args=[f"{open_token(send_id)}.gif"]))
+
+
+def click_url(send_id: int, link_id: int) -> str:
+    return absolute(reverse("campaigns:click", args=[click_token(send_id, link_id)]))
+
+
+def with_utm(url: str, campaign: Campaign) -> str:
+    """The URL with utm_source, utm_medium and utm_campaign added; tags it already has are kept."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    present = {name for name, _ in query}
+    tags = {
+        "utm_source": settings.UTM_SOURCE,
+        "utm_medium": "email",
+        "utm_campaign": campaign.utm_campaign or slugify(campaign.name) or f"campaign-{campaign.pk}",
+    }
+    query += [(name, value) for name, value in tags.items() if name not in present]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _url_hash(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+class LinkBook:
+    """A worker's links of each campaign: loaded once per campaign, then found without the database."""
+
+    def __init__(self) -> None:
+        self._ids: dict[int, dict[str, int | None]] = {}
+
+    def clear(self) -> None:
+        self._ids.clear()
+
+    def link_id(self, campaign: Campaign, url: str, *, now: datetime) -> int | None:
+        """The link's id, registering it on first sight; None past the campaign's link limit."""
+        known = self._ids.get(campaign.pk)
+        if known is None:
+            known = self._ids[campaign.pk] = dict(
+                CampaignLink.objects.filter(campaign=campaign).values_list("url_hash", "pk")
+            )
+        url_hash = _url_hash(url)
+        if url_hash in known:
+            return known[url_hash]
+        if len(known) >= settings.TRACKING_MAX_LINKS_PER_CAMPAIGN:
+            logger.warning("Campaign %s has %s links already: %s is not tracked", campaign.pk, len(known), url)
+            known[url_hash] = None
+            return None
+        target = with_utm(url, campaign) if campaign.add_utm_tags else url
+        try:
+            link, _ = CampaignLink.objects.get_or_create(
+                campaign=campaign,
+                url_hash=url_hash,
+                defaults={"url": url, "target": target, "position": len(known) + 1, "created_at": now},
+            )
+        except IntegrityError:  # another worker registered it a moment ago
+            link = CampaignLink.objects.get(campaign=campaign, url_hash=url_hash)
+        shared_cache.set(_LINK_CACHE.format(link.pk), link.target, _LINK_CACHE_SECONDS)
+        known[url_hash] = link.pk
+        return link.pk
+
+
+# Links are never changed once registered: every batch a worker sends shares this book.
+LINKS = LinkBook()
+
+
+def _trackable(url: str) -> bool:
+    # Our own pages (unsubscribe, preferences, view in browser) are never tracked: a scanner
+    # "clicking" them would be recorded as engagement, and they must work without a redirect.
+    return url.lower().startswith(("http://", "https://")) and not url.startswith(settings.SITE_URL)
+
+
+def track(html_body: str, *, campaign: Campaign, send_id: int, links: LinkBook, now: datetime) -> str:
+    """The rendered HTML with its links through our redirect and the open pixel, as the campaign asks."""
+    if campaign.track_clicks:
+
+        def rewrite(match: re.Match) -> str:
+            url = html.unescape(match.group(3)).strip()
+            if not _trackable(url) or "data-no-track" in match.group(1).lower():
+                return match.group(0)
+            link_id = links.link_id(campaign, url, now=now)
+            if link_id is None:
+                return match.group(0)
+            return f"{match.group(1)}{match.group(2)}{click_url(send_id, link_id)}{match.group(2)}"
+
+        html_body = _HREF.sub(rewrite, html_body)
+    if campaign.track_opens:
+        pixel = (
+            f'<img src="{open_url(send_id)}" width="1" height="1" alt="" '
+            'style="display:block;width:1px;height:1px;border:0;margin:0;padding:0">'
+        )
+        ends = list(_BODY_END.finditer(html_body))
+        html_body = (
+            f"{html_body[: ends[-1].start()]}{pixel}{html_body[ends[-1].start() :]}" if ends else html_body + pixel
+        )
+    return html_body
+
+
+def link_target(link_id: int) -> str | None:
+    """Where a click on the link goes: from the shared cache, else the database."""
+    target = shared_cache.get(_LINK_CACHE.format(link_id))
+    if target is None:
+        target = CampaignLink.objects.filter(pk=link_id).values_list("target", flat=True).first()
+        if target is not None:
+            shared_cache.set(_LINK_CACHE.format(link_id), target, _LINK_CACHE_SECONDS)
+    return target
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One request to a tracking endpoint, as it arrived."""
+
+    kind: str  # EventType.OPEN or EventType.CLICK
+    send_id: int
+    at: datetime
+    user_agent: str
+    ip: str | None
+    link_id: int | None = None
+    url: str = ""
+    method: str = "GET"
+    id: str = ""
+
+    def as_json(self) -> str:
+        return json.dumps(
+            [
+                self.id,
+                self.kind,
+                self.send_id,
+                self.link_id,
+                self.at.isoformat(),
+                self.user_agent,
+                self.ip,
+                self.url,
+                self.method,
+            ]
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Hit | None:
+        """The hit, or None for anything that is not one (logged)."""
+        try:
+            hit_id, kind, send_id, link_id, at, agent, ip, url, method = json.loads(raw)
+            when = parse_datetime(at)
+            if when is None or kind not in {EventType.OPEN, EventType.CLICK}:
+                raise ValueError(f"not a hit: {raw!r}")
+            return cls(kind, int(send_id), when, str(agent), ip, link_id, str(url), str(method), str(hit_id))
+        except (TypeError, ValueError) as exc:
+            logger.error("Dropped an unreadable tracking hit from the buffer: %s", exc)
+            return None
+
+    def observation(self) -> Observation:
+        return Observation(
+            type=self.kind,
+            source=EventSource.TRACKING,
+            occurred_at=self.at,
+            send_id=self.send_id,
+            event_id=self.id,
+            link_id=self.link_id,
+            url=self.url,
+            user_agent=self.user_agent,
+            ip_address=self.ip,
+            machine_reason="HEAD request (a link checker)" if self.method == "HEAD" else "",
+        )
+
+
+@cache
+def _buffer(url: str) -> redis.Redis:
+    # Short timeouts: a Redis that does not answer must not hold up a pixel.
+    return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+
+def buffer() -> redis.Redis | None:
+    return _buffer(settings.TRACKING_BUFFER_URL) if settings.TRACKING_BUFFER_URL else None
+
+
+def capture(hit: Hit, *, now: datetime, schedule_drain) -> None:
+    """Keep the hit: in the buffer (scheduling a drain when it was empty), else recorded at once."""
+    hit = hit if hit.id else Hit(**{**hit.__dict__, "id": uuid.uuid4().hex})
+    client = buffer()
+    if client is not None:
+        try:
+            if client.rpush(BUFFER_KEY, hit.as_json()) == 1:
+                schedule_drain()
+            return
+        except redis.RedisError as exc:
+            logger.warning("Tracking buffer unavailable (%s): recording the hit directly", exc)
+    record_events([hit.observation()], now=now)
+
+
+def drain(*, now: datetime, batch_size: int = 5000) -> int:
+    """Record buffered hits, a batch at a time, until the buffer is empty; return how many.
+
+    One drainer at a time (a lock in Redis). A batch leaves the buffer only once recorded:
+    if the database fails, the hits stay for the next drain.
+    """
+    client = buffer()
+    if client is None:
+        return 0
+    token = secrets.token_hex(8)
+    if not client.set(_DRAIN_LOCK, token, nx=True, ex=300):
+        return 0
+    drained = 0
+    try:
+        while True:
+            raw = client.lrange(BUFFER_KEY, 0, batch_size - 1)
+            if not raw:
+                break
+            hits = [hit for hit in map(Hit.from_json, raw) if hit is not None]
+            record_events([hit.observation() for hit in hits], now=now)
+            client.ltrim(BUFFER_KEY, len(raw), -1)
+            drained += len(hits)
+            if len(raw) < batch_size:
+                break
+    finally:
+        if client.get(_DRAIN_LOCK) == token.encode():
+            client.delete(_DRAIN_LOCK)
+    return drained

@@ -1,0 +1,382 @@
+"""ESP webhooks through django-anymail: authenticated in the request, parsed and recorded by a worker.
+
+Every tracking and inbound view anymail has is mounted under /anymail/, wrapped by `accept`.
+In the request only anymail's own validators run — basic auth from ANYMAIL["WEBHOOK_SECRET"]
+(a list, for rotation) and the ESP's signature where it signs — and the body is queued for a
+worker, so the ESP gets its answer in milliseconds (ESPs time out after a few seconds and
+retry). The worker replays the request through the same anymail view's parser and sends
+anymail's signals; `on_tracking` turns each normalized event into an Observation for
+`events.record_events` (a batch at a time), `on_inbound` hands bounce and complaint mail to
+campaigns.inbound. A body that passed authentication but cannot be parsed is kept as an
+UnprocessedPayload for staff to look at and retry, never dropped.
+
+Per-ESP differences live in the tables below, not in `if` chains.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
+
+from anymail import urls as anymail_urls
+from anymail.exceptions import AnymailError, AnymailWebhookValidationFailure
+from anymail.signals import AnymailInboundEvent, AnymailTrackingEvent
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.urls import URLPattern
+from django.utils import timezone
+from django.utils.text import slugify
+from django.views.decorators.csrf import csrf_exempt
+
+from campaigns import bounces
+from campaigns.events import Observation, record_events
+from campaigns.models import EventSource, EventType, PayloadKind, UnprocessedPayload
+
+logger = logging.getLogger(__name__)
+
+# Headers a parser may need; credentials and cookies are never queued or stored.
+_PRIVATE_HEADERS = frozenset({"HTTP_AUTHORIZATION", "HTTP_COOKIE"})
+
+_EVENT_TYPES = {
+    "queued": EventType.ACCEPTED,
+    "sent": EventType.ACCEPTED,
+    "delivered": EventType.DELIVERED,
+    "opened": EventType.OPEN,
+    "clicked": EventType.CLICK,
+    "complained": EventType.COMPLAINT,
+    "unsubscribed": EventType.UNSUBSCRIBE,
+    "autoresponded": EventType.AUTO_REPLY,
+}
+_OUTCOME_TYPES = {
+    bounces.Outcome.DELIVERED: EventType.DELIVERED,
+    bounces.Outcome.DEFERRED: EventType.DEFERRED,
+    bounces.Outcome.HARD_BOUNCE: EventType.HARD_BOUNCE,
+    bounces.Outcome.SOFT_BOUNCE: EventType.SOFT_BOUNCE,
+    bounces.Outcome.NOT_SENT: EventType.NOT_SENT,
+}
+
+
+@dataclass(frozen=True)
+class Details:
+    """What an ESP's raw event says beyond anymail's normalized fields."""
+
+    bounce_type: str = ""  # the ESP's own bounce class, for bounces.classify_esp
+    enhanced: str = ""
+    code: int | None = None
+    text: str = ""
+    ip: str | None = None
+    machine_reason: str = ""
+    unsubscribe_all: bool = False
+
+
+def _get(data, *path, default=None):
+    for key in path:
+        if not isinstance(data, dict):
+            return default
+        data = data.get(key)
+    return default if data is None else data
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _sendgrid(raw: dict) -> Details:
+    return Details(
+        bounce_type=str(_get(raw, "type", default="")),
+        enhanced=str(_get(raw, "status", default="")),
+        text=str(_get(raw, "reason", default="") or _get(raw, "response", default="")),
+        ip=_get(raw, "ip"),
+        machine_reason="flagged as a machine open by SendGrid" if _get(raw, "sg_machine_open") else "",
+        # "unsubscribe" is SendGrid's global unsubscribe; "group_unsubscribe" one group's.
+        unsubscribe_all=_get(raw, "event") == "unsubscribe",
+    )
+
+
+def _mailgun(raw: dict) -> Details:
+    data = _get(raw, "event-data", default=raw)
+    return Details(
+        bounce_type=str(_get(data, "severity", default="")),
+        code=_int(_get(data, "delivery-status", "code")),
+        text=str(_get(data, "delivery-status", "message", default="") or _get(data, "reason", default="")),
+        ip=_get(data, "ip"),
+    )
+
+
+def _postmark(raw: dict) -> Details:
+    return Details(bounce_type=str(_get(raw, "Type", default="")), text=str(_get(raw, "Details", default="")))
+
+
+def _amazon_ses(raw: dict) -> Details:
+    kind = str(_get(raw, "eventType", default="") or _get(raw, "notificationType", default="")).lower()
+    return Details(
+        bounce_type=str(_get(raw, "bounce", "bounceType", default="")),
+        ip=_get(raw, kind, "ipAddress"),
+    )
+
+
+def _sparkpost(raw: dict) -> Details:
+    event = _get(raw, "msys", default={})
+    body = next(iter(event.values()), {}) if isinstance(event, dict) and event else {}
+    return Details(
+        code=_int(_get(body, "error_code")),
+        text=str(_get(body, "raw_reason", default="")),
+        ip=_get(body, "ip_address"),
+    )
+
+
+def _mailjet(raw: dict) -> Details:
+    return Details(ip=_get(raw, "ip"), text=str(_get(raw, "smtp_reply", default="")))
+
+
+def _brevo(raw: dict) -> Details:
+    return Details(ip=_get(raw, "sending_ip") if _get(raw, "event") not in {"opened", "click"} else _get(raw, "ip"))
+
+
+# Keyed by anymail's esp_name as a slug.
+ESP_DETAILS: dict[str, Callable[[dict], Details]] = {
+    "sendgrid": _sendgrid,
+    "mailgun": _mailgun,
+    "postmark": _postmark,
+    "amazon-ses": _amazon_ses,
+    "sparkpost": _sparkpost,
+    "mailjet": _mailjet,
+    "brevo": _brevo,
+    "sendinblue": _brevo,
+}
+
+
+def _jsonable(value) -> dict:
+    """The ESP's raw event as JSON we can store (anymail gives dicts, QueryDicts or lists)."""
+    if isinstance(value, dict):
+        raw = value
+    elif hasattr(value, "lists"):
+        raw = dict(value.lists())
+    else:
+        raw = {"event": value}
+    return json.loads(json.dumps(raw, default=str))
+
+
+def observation_from_anymail(event: AnymailTrackingEvent, esp_name: str, *, now: datetime) -> Observation:
+    """One anymail tracking event as an Observation; the ESP's verdict on bounces comes first."""
+    esp = slugify(esp_name)
+    payload = _jsonable(event.esp_event)
+    details = ESP_DETAILS.get(esp, lambda raw: Details())(payload)
+    kind = _EVENT_TYPES.get(event.event_type, EventType.OTHER)
+    classification = bounces.classify_esp(
+        event=event.event_type or "",
+        esp_reason=event.reject_reason or "",
+        code=details.code,
+        text=event.mta_response or details.text or event.description or "",
+        enhanced=details.enhanced,
+        esp_bounce_type=details.bounce_type,
+    )
+    if classification is not None and event.event_type != "delivered":
+        kind = _OUTCOME_TYPES[classification.outcome]
+    metadata = event.metadata if isinstance(event.metadata, dict) else {}
+    event_id = (
+        event.event_id
+        or hashlib.sha256(json.dumps([event.event_type, event.recipient, payload], sort_keys=True).encode()).hexdigest()
+    )
+    reply = event.mta_response or details.text or event.description or ""
+    return Observation(
+        type=kind,
+        source=EventSource.WEBHOOK,
+        occurred_at=event.timestamp or now,
+        send_id=_int(metadata.get("send_id")),
+        message_id=event.message_id or "",
+        recipient=(event.recipient or "").strip().lower(),
+        esp=esp,
+        event_id=str(event_id),
+        bounce_category=classification.category if classification else "",
+        smtp_code=classification.code if classification else None,
+        smtp_reply=str(reply),
+        url=event.click_url or "",
+        user_agent=event.user_agent or "",
+        ip_address=details.ip if isinstance(details.ip, str) else None,
+        machine_reason=details.machine_reason,
+        unsubscribe_all=details.unsubscribe_all,
+        payload=payload,
+    )
+
+
+# Observations of the webhook batch being processed, when `batched` collects them.
+_batch: ContextVar[list[Observation] | None] = ContextVar("webhook_batch", default=None)
+
+
+@contextmanager
+def batched() -> Iterator[list[Observation]]:
+    """Collect the tracking events signalled inside the block, to record them as one batch."""
+    collected: list[Observation] = []
+    token = _batch.set(collected)
+    try:
+        yield collected
+    finally:
+        _batch.reset(token)
+
+
+def on_tracking(sender, event: AnymailTrackingEvent, esp_name: str, **kwargs) -> None:
+    """anymail's tracking signal: every normalized ESP event goes to `record_events`."""
+    now = timezone.now()
+    observation = observation_from_anymail(event, esp_name, now=now)
+    collected = _batch.get()
+    if collected is None:
+        record_events([observation], now=now)
+    else:
+        collected.append(observation)
+
+
+def on_inbound(sender, event: AnymailInboundEvent, esp_name: str, **kwargs) -> None:
+    """anymail's inbound signal: mail to our return path is bounce, complaint or unsubscribe mail."""
+    from campaigns import inbound
+
+    message = event.message
+    raw = message.as_bytes() if message is not None else b""
+    inbound.process_mail(raw, now=timezone.now(), envelope_recipient=getattr(message, "envelope_recipient", "") or "")
+
+
+def _views() -> dict[str, type]:
+    return {pattern.name: pattern.callback.view_class for pattern in anymail_urls.urlpatterns}
+
+
+def _request(envelope: dict) -> HttpRequest:
+    """The webhook request again, for the view's parser, from what the web process queued."""
+    body = base64.b64decode(envelope["body"])
+    request = HttpRequest()
+    request.method = "POST"
+    request.META = {
+        **envelope["headers"],
+        "CONTENT_TYPE": envelope["content_type"],
+        "CONTENT_LENGTH": str(len(body)),
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "443",
+    }
+    request._stream = io.BytesIO(body)
+    request._read_started = False
+    request.content_type, _, params = envelope["content_type"].partition(";")
+    request.content_params = {}
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip():
+            request.content_params[name.strip().lower()] = value.strip().strip('"')
+    request.encoding = request.content_params.get("charset") or None
+    return request
+
+
+def process(envelope: dict, *, now: datetime) -> int:
+    """Parse a queued webhook with its anymail view and record its events; return how many.
+
+    A body the parser refuses is kept as an UnprocessedPayload (and logged), not raised:
+    sending it again would fail the same way. Database errors are raised, for a retry.
+    """
+    view_class = _views()[envelope["view"]]
+    view = view_class()
+    try:
+        events = view.parse_events(_request(envelope))
+    except Exception as exc:
+        logger.warning("Could not parse a %s webhook: %s", view.esp_name, exc)
+        keep_unprocessed(envelope, error=f"{type(exc).__name__}: {exc}", now=now)
+        return 0
+    with batched() as collected:
+        for event in events:
+            view.signal.send(sender=view_class, event=event, esp_name=view.esp_name)
+    record_events(collected, now=now)
+    return len(events)
+
+
+def keep_unprocessed(envelope: dict, *, error: str, now: datetime) -> UnprocessedPayload:
+    view_class = _views().get(envelope["view"])
+    return UnprocessedPayload.objects.create(
+        kind=PayloadKind.WEBHOOK,
+        esp=envelope["view"][:32],
+        content_type=envelope["content_type"][:255],
+        headers={"view": envelope["view"], "esp_name": getattr(view_class, "esp_name", ""), **envelope["headers"]},
+        body=base64.b64decode(envelope["body"]),
+        error=error[:5000],
+        received_at=now,
+    )
+
+
+def envelope_of(payload: UnprocessedPayload) -> dict:
+    """A kept webhook as the worker receives it, to process it again."""
+    headers = {name: value for name, value in payload.headers.items() if name.startswith("HTTP_")}
+    return {
+        "view": payload.headers.get("view", payload.esp),
+        "content_type": payload.content_type,
+        "headers": headers,
+        "body": base64.b64encode(bytes(payload.body)).decode(),
+    }
+
+
+def accept_view(name: str, view_class: type, enqueue: Callable[[dict], None]):
+    """The request half of a webhook: authenticate with anymail's validators, queue, answer."""
+    plain_view = view_class.as_view()
+
+    @csrf_exempt
+    def accept(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.method in {"HEAD", "OPTIONS"}:
+            return plain_view(request, *args, **kwargs)
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST", "HEAD", "OPTIONS"])
+        if (_int(request.META.get("CONTENT_LENGTH")) or 0) > settings.WEBHOOK_MAX_BYTES:
+            logger.warning("Refused a %s webhook of %s bytes", name, request.META.get("CONTENT_LENGTH"))
+            return HttpResponse("Too large.", status=413, content_type="text/plain")
+        try:
+            body = request.read(settings.WEBHOOK_MAX_BYTES + 1)
+        except (RequestDataTooBig, OSError):
+            return HttpResponse("Too large.", status=413, content_type="text/plain")
+        if len(body) > settings.WEBHOOK_MAX_BYTES:
+            return HttpResponse("Too large.", status=413, content_type="text/plain")
+        request._body = body
+        view = view_class()
+        if getattr(view, "basic_auth", None) and not request.META.get("HTTP_AUTHORIZATION"):
+            # Amazon SNS sends credentials only after a 401 that asks for them.
+            response = HttpResponse("Authentication required.", status=401, content_type="text/plain")
+            response["WWW-Authenticate"] = 'Basic realm="Anymail WEBHOOK_SECRET"'
+            return response
+        try:
+            view.run_validators(request)
+        except AnymailWebhookValidationFailure as exc:
+            logger.warning("Refused a %s webhook: %s", name, exc)
+            return HttpResponse("Not authenticated.", status=400, content_type="text/plain")
+        except (AnymailError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("Refused a malformed %s webhook: %s", name, exc)
+            return HttpResponse("Malformed request.", status=400, content_type="text/plain")
+        envelope = {
+            "view": name,
+            "content_type": request.META.get("CONTENT_TYPE", ""),
+            "headers": {
+                key: value
+                for key, value in request.META.items()
+                if key.startswith("HTTP_") and key not in _PRIVATE_HEADERS and isinstance(value, str)
+            },
+            "body": base64.b64encode(body).decode(),
+        }
+        try:
+            enqueue(envelope)
+        except Exception:
+            logger.exception("Could not take a %s webhook: the ESP will send it again", name)
+            return HttpResponse("Try again later.", status=503, content_type="text/plain")
+        return HttpResponse("OK", content_type="text/plain")
+
+    return accept
+
+
+def urlpatterns(enqueue: Callable[[dict], None]) -> list[URLPattern]:
+    """anymail's webhook URLs (every ESP it supports), each answered by `accept_view`."""
+    return [
+        URLPattern(pattern.pattern, accept_view(pattern.name, pattern.callback.view_class, enqueue), name=pattern.name)
+        for pattern in anymail_urls.urlpatterns
+    ]
