@@ -170,6 +170,13 @@ class Campaign(models.Model):
     status_changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
     )
+    status_reason = models.TextField(
+        blank=True, editable=False, help_text="Why the status last changed when it was not staff (an automatic pause)."
+    )
+    # The campaign's figures (campaigns.reports.campaign_stats), refreshed while it has activity:
+    # the campaign list reads them instead of counting millions of sends per row.
+    stats = models.JSONField(default=dict, blank=True, editable=False)
+    stats_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
     )
@@ -200,6 +207,8 @@ class GateRefusal(models.TextChoices):
     """Reasons the send gate adds to the eligibility rule's (crm.eligibility.Ineligibility)."""
 
     FREQUENCY_CAP = "frequency_cap", "Frequency cap reached"
+    REPAIR_PLAN = "repair_plan", "Outside the repair plan's audience"
+    REPAIR_PLAN_CAP = "repair_plan_cap", "Repair plan's daily volume reached"
 
 
 SKIP_REASONS = [*Ineligibility.choices, *GateRefusal.choices]
