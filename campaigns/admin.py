@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -14,19 +16,22 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
-from campaigns import audience, checklist, pipeline, rendering, reports, tasks
+from campaigns import audience, checklist, pipeline, rendering, reports, tasks, timeline, webhooks
 from campaigns.models import (
     SKIP_REASONS,
     Campaign,
     CampaignStatus,
     ContactList,
+    EmailEvent,
     ListMembership,
     Segment,
     Send,
     SendStatus,
+    UnprocessedPayload,
 )
+from crm import admin as crm_admin
 from crm.addresses import normalize_address
-from crm.admin import ContactAdmin, RecordAdmin, short_datetime
+from crm.admin import RecordAdmin, short_datetime
 from crm.models import Contact, EngagementStatus
 from crm.pagination import EstimatedCountPaginator
 
@@ -409,20 +414,86 @@ class SendAdmin(RecordAdmin):
         return short_datetime(send.last_attempt_at)
 
 
-class SendInline(admin.TabularInline):
-    """A contact's sends, newest first, on the contact page."""
+class OrphanedFilter(admin.SimpleListFilter):
+    title = "matched a message"
+    parameter_name = "matched"
 
-    model = Send
-    fk_name = "contact"
-    fields = ["campaign", "status", "skip_reason", "bounce_category", "smtp_reply", "last_attempt_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    ordering = ["-created_at"]
-    verbose_name_plural = "Marketing emails"
+    def lookups(self, request, model_admin):
+        return [("yes", "Matched a send"), ("no", "Orphaned (no send)")]
 
-    def has_add_permission(self, request, obj=None):
-        return False
+    def queryset(self, request, queryset):
+        if self.value() in {"yes", "no"}:
+            return queryset.filter(send__isnull=self.value() == "no")
+        return queryset
 
 
-ContactAdmin.inlines = [*ContactAdmin.inlines, SendInline]
+@admin.register(EmailEvent)
+class EmailEventAdmin(RecordAdmin):
+    list_display = ["occurred", "kind", "recipient", "campaign", "source", "esp", "machine", "effect"]
+    list_filter = ["type", "source", "is_machine", OrphanedFilter, "esp", "bounce_category"]
+    search_fields = ["recipient", "message_id"]
+    search_help_text = "A whole email address or Message-ID."
+    list_select_related = ["campaign"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    list_per_page = 100
+    readonly_fields = [*(field.name for field in EmailEvent._meta.fields if field.name != "payload"), "raw_payload"]
+    # The contact timeline links to a contact's events; the send and campaign pages to theirs.
+    _ID_LOOKUPS = frozenset({"contact", "send", "campaign", "contact__id__exact", "send__id__exact"})
+
+    def lookup_allowed(self, lookup, value, request=None):
+        return lookup in self._ID_LOOKUPS or super().lookup_allowed(lookup, value, request)
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(Q(recipient=term.lower()) | Q(message_id=term)), False
+
+    @admin.display(description="When", ordering="occurred_at")
+    def occurred(self, event: EmailEvent) -> str:
+        return short_datetime(event.occurred_at)
+
+    @admin.display(description="Event", ordering="type")
+    def kind(self, event: EmailEvent) -> str:
+        return format_html('<span class="dw-badge dw-{}">{}</span>', _event_style(event), event.get_type_display())
+
+    @admin.display(description="Machine", boolean=True, ordering="is_machine")
+    def machine(self, event: EmailEvent) -> bool:
+        return event.is_machine
+
+    @admin.display(description="Payload")
+    def raw_payload(self, event: EmailEvent) -> str:
+        return format_html('<pre class="dw-code">{}</pre>', json.dumps(event.payload, indent=2, ensure_ascii=False))
+
+
+@admin.register(UnprocessedPayload)
+class UnprocessedPayloadAdmin(RecordAdmin):
+    list_display = ["received_at", "kind", "esp", "error", "attempts", "processed_at"]
+    list_filter = ["kind", "esp", ("processed_at", admin.EmptyFieldListFilter)]
+    readonly_fields = ["kind", "esp", "content_type", "error", "received_at", "attempts", "processed_at", "body_text"]
+    exclude = ["body", "headers"]
+    actions = ["process_again"]
+
+    @admin.display(description="Body")
+    def body_text(self, payload: UnprocessedPayload) -> str:
+        return format_html('<pre class="dw-code">{}</pre>', bytes(payload.body)[:20000].decode("utf-8", "replace"))
+
+    @admin.action(description="Process the selected payloads again")
+    def process_again(self, request, queryset):
+        now = timezone.now()
+        results = [webhooks.retry_payload(payload, now=now) for payload in queryset.filter(processed_at__isnull=True)]
+        done = sum(results)
+        if done:
+            self.message_user(request, f"{done} processed.", messages.SUCCESS)
+        if len(results) - done:
+            self.message_user(
+                request, f"{len(results) - done} still could not be processed; the error says why.", messages.WARNING
+            )
+
+
+def _event_style(event: EmailEvent) -> str:
+    return "muted" if event.is_machine else timeline.EVENT_STYLE.get(event.type, "pending")
+
+
+crm_admin.CONTACT_PANELS.append(timeline.timeline_panel)

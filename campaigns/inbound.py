@@ -56,10 +56,10 @@ class Processed:
 
     kind: str
     recorded: int = 0
-    kept: bool = False
+    unreadable: bool = False
 
     def __str__(self) -> str:
-        if self.kept:
+        if self.unreadable:
             return f"{self.kind}: kept for staff to look at (Campaigns → Unprocessed payloads)"
         return f"{self.kind}: {self.recorded} event{'s' if self.recorded != 1 else ''} recorded"
 
@@ -78,12 +78,17 @@ def _event_id(message: Message, raw: bytes) -> str:
     return message_id[:200] or hashlib.sha256(raw).hexdigest()
 
 
-def process_mail(raw: bytes, *, now: datetime, envelope_recipient: str = "") -> Processed:
-    """Read one inbound message and record what it says; never raises for what the message holds."""
+def process_mail(raw: bytes, *, now: datetime, envelope_recipient: str = "", keep_failures: bool = True) -> Processed:
+    """Read one inbound message and record what it says; never raises for what the message holds.
+
+    A report that cannot be read is kept as an UnprocessedPayload, unless `keep_failures` is off
+    (staff retrying one that is kept already).
+    """
+    keep = _keep if keep_failures else _not_kept
     try:
         message = BytesParser(policy=policy.compat32).parsebytes(raw)
     except Exception as exc:  # the email package can still fail on pathological input
-        return _keep(raw, f"unreadable message: {type(exc).__name__}: {exc}", now=now)
+        return keep(raw, f"unreadable message: {type(exc).__name__}: {exc}", now=now)
     send_id = _send_id(message, [envelope_recipient])
     if bounces.is_auto_reply(message):
         observation = Observation(
@@ -98,14 +103,14 @@ def process_mail(raw: bytes, *, now: datetime, envelope_recipient: str = "") -> 
         return Processed("automatic reply", len(record_events([observation], now=now)))
     report_type = str(message.get_param("report-type", "")).lower()
     if message.get_content_type() == "multipart/report" and report_type == "delivery-status":
-        return _delivery_report(message, raw, send_id=send_id, now=now)
+        return _delivery_report(message, raw, send_id=send_id, now=now, keep=keep)
     if message.get_content_type() == "multipart/report" and report_type == "feedback-report":
-        return _feedback_report(message, raw, send_id=send_id, now=now)
+        return _feedback_report(message, raw, send_id=send_id, now=now, keep=keep)
     subject = _UNSUBSCRIBE_SUBJECT.match(str(message.get("Subject", "")))
     if subject:
         return _unsubscribe(subject.group(1), now=now)
     if _BOUNCE_SENDERS.search(str(message.get("From", ""))) or message.get_content_type() == "multipart/report":
-        return _keep(raw, "looks like a bounce, but has no delivery or feedback report to read", now=now)
+        return keep(raw, "looks like a bounce, but has no delivery or feedback report to read", now=now)
     logger.info("Ignored inbound mail that is neither a report nor an unsubscribe: %r", message.get("Subject"))
     return Processed("not a report")
 
@@ -114,10 +119,10 @@ def _sender(message: Message) -> str:
     return parseaddr(str(message.get("From", "")))[1].lower()
 
 
-def _delivery_report(message: Message, raw: bytes, *, send_id: int | None, now: datetime) -> Processed:
+def _delivery_report(message: Message, raw: bytes, *, send_id: int | None, now: datetime, keep) -> Processed:
     recipients = bounces.parse_dsn(message)
     if not recipients:
-        return _keep(raw, "a delivery report without a machine-readable delivery-status part", now=now)
+        return keep(raw, "a delivery report without a machine-readable delivery-status part", now=now)
     event_id = _event_id(message, raw)
     observations = [
         Observation(
@@ -141,10 +146,10 @@ def _delivery_report(message: Message, raw: bytes, *, send_id: int | None, now: 
     return Processed(kind, len(record_events(observations, now=now)))
 
 
-def _feedback_report(message: Message, raw: bytes, *, send_id: int | None, now: datetime) -> Processed:
+def _feedback_report(message: Message, raw: bytes, *, send_id: int | None, now: datetime, keep) -> Processed:
     report = bounces.parse_feedback_report(message)
     if report is None:
-        return _keep(raw, "a feedback report without its machine-readable part", now=now)
+        return keep(raw, "a feedback report without its machine-readable part", now=now)
     if report.feedback_type in bounces.COMPLAINT_FEEDBACK:
         kind = EventType.COMPLAINT
     elif report.feedback_type in bounces.OPT_OUT_FEEDBACK:
@@ -183,9 +188,13 @@ def _unsubscribe(token: str, *, now: datetime) -> Processed:
     return Processed("unsubscribe mail", 1)
 
 
+def _not_kept(raw: bytes, error: str, *, now: datetime) -> Processed:
+    return Processed(error, unreadable=True)
+
+
 def _keep(raw: bytes, error: str, *, now: datetime) -> Processed:
     logger.warning("Kept inbound mail for staff: %s", error)
     UnprocessedPayload.objects.create(
         kind=PayloadKind.BOUNCE_MAIL, content_type="message/rfc822", body=raw, error=error, received_at=now
     )
-    return Processed(error, kept=True)
+    return Processed(error, unreadable=True)

@@ -37,7 +37,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.csrf import csrf_exempt
 
-from campaigns import bounces
+from campaigns import bounces, inbound
 from campaigns.events import Observation, record_events
 from campaigns.models import EventSource, EventType, PayloadKind, UnprocessedPayload
 
@@ -240,8 +240,6 @@ def on_tracking(sender, event: AnymailTrackingEvent, esp_name: str, **kwargs) ->
 
 def on_inbound(sender, event: AnymailInboundEvent, esp_name: str, **kwargs) -> None:
     """anymail's inbound signal: mail to our return path is bounce, complaint or unsubscribe mail."""
-    from campaigns import inbound
-
     message = event.message
     raw = message.as_bytes() if message is not None else b""
     inbound.process_mail(raw, now=timezone.now(), envelope_recipient=getattr(message, "envelope_recipient", "") or "")
@@ -275,20 +273,17 @@ def _request(envelope: dict) -> HttpRequest:
     return request
 
 
-def process(envelope: dict, *, now: datetime) -> int:
-    """Parse a queued webhook with its anymail view and record its events; return how many.
+class Unparsable(Exception):
+    """anymail's parser refused the body; the message says why."""
 
-    A body the parser refuses is kept as an UnprocessedPayload (and logged), not raised:
-    sending it again would fail the same way. Database errors are raised, for a retry.
-    """
+
+def _record(envelope: dict, *, now: datetime) -> int:
     view_class = _views()[envelope["view"]]
     view = view_class()
     try:
         events = view.parse_events(_request(envelope))
     except Exception as exc:
-        logger.warning("Could not parse a %s webhook: %s", view.esp_name, exc)
-        keep_unprocessed(envelope, error=f"{type(exc).__name__}: {exc}", now=now)
-        return 0
+        raise Unparsable(f"{type(exc).__name__}: {exc}") from exc
     with batched() as collected:
         for event in events:
             view.signal.send(sender=view_class, event=event, esp_name=view.esp_name)
@@ -296,28 +291,49 @@ def process(envelope: dict, *, now: datetime) -> int:
     return len(events)
 
 
-def keep_unprocessed(envelope: dict, *, error: str, now: datetime) -> UnprocessedPayload:
-    view_class = _views().get(envelope["view"])
-    return UnprocessedPayload.objects.create(
-        kind=PayloadKind.WEBHOOK,
-        esp=envelope["view"][:32],
-        content_type=envelope["content_type"][:255],
-        headers={"view": envelope["view"], "esp_name": getattr(view_class, "esp_name", ""), **envelope["headers"]},
-        body=base64.b64decode(envelope["body"]),
-        error=error[:5000],
-        received_at=now,
-    )
+def process(envelope: dict, *, now: datetime) -> int:
+    """Parse a queued webhook with its anymail view and record its events; return how many.
+
+    A body the parser refuses is kept as an UnprocessedPayload (and logged), not raised:
+    sending it again would fail the same way. Database errors are raised, for a retry.
+    """
+    try:
+        return _record(envelope, now=now)
+    except Unparsable as exc:
+        logger.warning("Could not parse a %s webhook: %s", envelope["view"], exc)
+        view_class = _views().get(envelope["view"])
+        UnprocessedPayload.objects.create(
+            kind=PayloadKind.WEBHOOK,
+            esp=slugify(getattr(view_class, "esp_name", ""))[:32],
+            content_type=envelope["content_type"][:255],
+            headers={"view": envelope["view"], **envelope["headers"]},
+            body=base64.b64decode(envelope["body"]),
+            error=str(exc)[:5000],
+            received_at=now,
+        )
+        return 0
 
 
-def envelope_of(payload: UnprocessedPayload) -> dict:
-    """A kept webhook as the worker receives it, to process it again."""
-    headers = {name: value for name, value in payload.headers.items() if name.startswith("HTTP_")}
-    return {
-        "view": payload.headers.get("view", payload.esp),
-        "content_type": payload.content_type,
-        "headers": headers,
-        "body": base64.b64encode(bytes(payload.body)).decode(),
-    }
+def retry_payload(payload: UnprocessedPayload, *, now: datetime) -> bool:
+    """Process a kept payload again (after a fix, or once what it refers to exists); True if it worked."""
+    try:
+        if payload.kind == PayloadKind.WEBHOOK:
+            _record(
+                {
+                    "view": payload.headers.get("view", ""),
+                    "content_type": payload.content_type,
+                    "headers": {name: value for name, value in payload.headers.items() if name.startswith("HTTP_")},
+                    "body": base64.b64encode(bytes(payload.body)).decode(),
+                },
+                now=now,
+            )
+        elif inbound.process_mail(bytes(payload.body), now=now, keep_failures=False).unreadable:
+            raise Unparsable("still not a readable report")
+    except (Unparsable, KeyError) as exc:
+        UnprocessedPayload.objects.filter(pk=payload.pk).update(error=str(exc)[:5000], attempts=payload.attempts + 1)
+        return False
+    UnprocessedPayload.objects.filter(pk=payload.pk).update(processed_at=now, attempts=payload.attempts + 1)
+    return True
 
 
 def accept_view(name: str, view_class: type, enqueue: Callable[[dict], None]):

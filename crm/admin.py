@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from django import forms
@@ -43,6 +44,12 @@ from crm.models import (
 from crm.pagination import EstimatedCountPaginator
 
 _BADGE = '<span class="dw-badge dw-{}" title="{}">{}</span>'
+
+# Other apps add to the contact page without crm importing them: sections below the fields
+# (the timeline of emails) and links at the top (write an email). Each callable gets the
+# request and the contact; a panel returns HTML ("" for nothing), a tool (url, label) pairs.
+CONTACT_PANELS: list[Callable[[HttpRequest, Contact], str]] = []
+CONTACT_TOOLS: list[Callable[[HttpRequest, Contact], list[tuple[str, str]]]] = []
 
 
 def short_datetime(value) -> str:
@@ -421,6 +428,16 @@ class ContactAdmin(admin.ModelAdmin):
         handle = tempfile.NamedTemporaryFile(suffix=".xlsx")  # noqa: SIM115 (FileResponse closes it)
         write_xlsx(contact_rows(queryset), EXPORT_COLUMNS, Path(handle.name))
         return FileResponse(handle, as_attachment=True, filename=f"contacts-{stamp}.xlsx")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        contact = self.get_object(request, object_id)
+        if contact is not None:
+            extra_context = {
+                **(extra_context or {}),
+                "contact_panels": [panel for render in CONTACT_PANELS if (panel := render(request, contact))],
+                "contact_tools": [tool for tools in CONTACT_TOOLS for tool in tools(request, contact)],
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
         data = path(

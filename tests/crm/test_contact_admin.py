@@ -139,8 +139,6 @@ def test_adding_the_same_address_in_another_case_points_to_the_existing_contact(
             "subscriptions-INITIAL_FORMS": "0",
             "consent_records-TOTAL_FORMS": "0",
             "consent_records-INITIAL_FORMS": "0",
-            "sends-TOTAL_FORMS": "0",
-            "sends-INITIAL_FORMS": "0",
         },
     )
     assert "A contact with the address alice@example.com already exists." in page.content.decode()
@@ -206,8 +204,6 @@ def change_subscriptions(client, contact, subscription: Subscription | None, *, 
         "subscriptions-0-status": status,
         "consent_records-TOTAL_FORMS": "0",
         "consent_records-INITIAL_FORMS": "0",
-        "sends-TOTAL_FORMS": "0",
-        "sends-INITIAL_FORMS": "0",
         "_save": "Save",
     }
     return client.post(f"/admin/crm/contact/{contact.pk}/change/", data)
