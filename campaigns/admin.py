@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_email
 from django.db.models import Count, Q
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -34,6 +35,10 @@ from crm.addresses import normalize_address
 from crm.admin import RecordAdmin, short_datetime
 from crm.models import Contact, EngagementStatus
 from crm.pagination import EstimatedCountPaginator
+
+# Other apps add links to a campaign's page (deliverability: resume for engaged contacts only
+# after an automatic pause). Each callable gets the request and the campaign, gives (url, label) pairs.
+CAMPAIGN_TOOLS: list[Callable[[HttpRequest, Campaign], list[tuple[str, str]]]] = []
 
 _STATUS_STYLE = {
     CampaignStatus.DRAFT: "pending",
@@ -228,7 +233,11 @@ class CampaignAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def _campaign_context(self, request, campaign: Campaign) -> dict:
-        context = {"checklist": checklist.check_campaign(campaign), "campaign_results": None}
+        context = {
+            "checklist": checklist.check_campaign(campaign),
+            "campaign_results": None,
+            "campaign_tools": [tool for tools in CAMPAIGN_TOOLS for tool in tools(request, campaign)],
+        }
         if campaign.status == CampaignStatus.DRAFT:
             recipients, skipped = audience.preview(campaign, now=timezone.now())
             context["audience"] = (recipients, _skipped_by_reason(skipped))

@@ -209,6 +209,7 @@ class GateRefusal(models.TextChoices):
     FREQUENCY_CAP = "frequency_cap", "Frequency cap reached"
     REPAIR_PLAN = "repair_plan", "Outside the repair plan's audience"
     REPAIR_PLAN_CAP = "repair_plan_cap", "Repair plan's daily volume reached"
+    ENGAGED_ONLY = "engaged_only", "Not engaged: resumed for engaged contacts only"
 
 
 SKIP_REASONS = [*Ineligibility.choices, *GateRefusal.choices]
