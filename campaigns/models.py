@@ -423,3 +423,221 @@ class UnprocessedPayload(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.esp} at {self.received_at:%Y-%m-%d %H:%M}"
+
+
+# ---------------------------------------------------------------------------------------------
+# One-to-one email and sequences (campaigns/inboxes.py, onetoone.py, sequences.py, imap.py).
+# Not marketing email: these never become Sends or EmailEvents and never count towards
+# marketing rates or the frequency cap.
+# ---------------------------------------------------------------------------------------------
+
+
+class InboxKind(models.TextChoices):
+    CONNECTED = "connected", "Connected mailbox (its own SMTP server)"
+    HOSTED = "hosted", "Hosted (Deliverwell's own sending)"
+
+
+class MailSecurity(models.TextChoices):
+    STARTTLS = "starttls", "STARTTLS (usually port 587 or 143)"
+    TLS = "tls", "TLS from the start (usually port 465 or 993)"
+    NONE = "none", "None (unencrypted: local test servers only)"
+
+
+class ConnectedInbox(models.Model):
+    """A staff member's mailbox for one-to-one email: their own SMTP server, or the hosted path.
+
+    Passwords are stored encrypted (crm.encryption) and never shown again. The IMAP account,
+    when given, is read for replies and bounce messages and receives a copy of what was sent.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="connected_inbox")
+    kind = models.CharField(max_length=16, choices=InboxKind, default=InboxKind.CONNECTED)
+    from_name = models.CharField(max_length=100)
+    from_email = models.EmailField(help_text="Your own address: replies and bounce messages come back to it.")
+    smtp_host = models.CharField("SMTP host", max_length=255, blank=True)
+    smtp_port = models.PositiveIntegerField("SMTP port", default=587)
+    smtp_security = models.CharField(
+        "SMTP security", max_length=16, choices=MailSecurity, default=MailSecurity.STARTTLS
+    )
+    smtp_username = models.CharField("SMTP user name", max_length=255, blank=True)
+    smtp_password_encrypted = models.TextField(blank=True, editable=False)
+    imap_host = models.CharField("IMAP host", max_length=255, blank=True, help_text="Blank: no IMAP account.")
+    imap_port = models.PositiveIntegerField("IMAP port", default=993)
+    imap_security = models.CharField("IMAP security", max_length=16, choices=MailSecurity, default=MailSecurity.TLS)
+    imap_username = models.CharField("IMAP user name", max_length=255, blank=True)
+    imap_password_encrypted = models.TextField(blank=True, editable=False)
+    imap_folder = models.CharField("IMAP folder to read", max_length=255, default="INBOX")
+    imap_sent_folder = models.CharField(
+        "IMAP folder for sent copies",
+        max_length=255,
+        blank=True,
+        help_text="Blank: no copy is saved (some providers, such as Gmail, save one themselves).",
+    )
+    # Where reading stopped: the folder's UIDVALIDITY and the highest UID already read.
+    imap_uid_validity = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    imap_last_uid = models.PositiveBigIntegerField(default=0, editable=False)
+    imap_read_at = models.DateTimeField(null=True, blank=True, editable=False)
+    imap_problem = models.TextField(blank=True, editable=False, help_text="Why the last read failed, if it did.")
+    last_test_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_test_result = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "connected inbox"
+        verbose_name_plural = "connected inboxes"
+        ordering = ["from_email"]
+
+    def __str__(self) -> str:
+        return f"{self.from_name} <{self.from_email}>"
+
+    def clean(self) -> None:
+        if self.kind == InboxKind.CONNECTED and not self.smtp_host:
+            raise ValidationError({"smtp_host": "A connected mailbox needs its SMTP server."})
+        if self.imap_host and not self.imap_username:
+            raise ValidationError({"imap_username": "The IMAP account needs its user name."})
+
+    @property
+    def from_header(self) -> str:
+        return f"{self.from_name} <{self.from_email}>"
+
+    @property
+    def label(self) -> str:
+        """What the timeline says a message went through."""
+        if self.kind == InboxKind.HOSTED:
+            return f"{self.from_email} (hosted)"
+        return f"{self.from_email} via {self.smtp_host}:{self.smtp_port}"
+
+    def has_imap(self) -> bool:
+        return bool(self.imap_host and self.imap_username and self.imap_password_encrypted)
+
+
+class OneToOneStatus(models.TextChoices):
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    REJECTED = "rejected", "Rejected by the server"
+    NOT_SENT = "not_sent", "Not sent"
+    BOUNCED = "bounced", "Bounced"
+
+
+class OneToOneEmail(models.Model):
+    """One message a staff member sent to one contact from their inbox (or a sequence's step)."""
+
+    contact = models.ForeignKey(Contact, null=True, on_delete=models.SET_NULL, related_name="one_to_one_emails")
+    email = models.CharField(max_length=254, help_text="The normalized address it went to.")
+    sender = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    inbox = models.ForeignKey(ConnectedInbox, null=True, on_delete=models.SET_NULL, related_name="emails")
+    inbox_label = models.CharField(max_length=300, help_text="The inbox as it was when the message went.")
+    subject = models.CharField(max_length=250)
+    body = models.TextField(help_text="As the contact got it.")
+    reply_to = models.EmailField(blank=True)
+    fingerprint = models.CharField(
+        max_length=64, editable=False, help_text="The text before personalization: the same text to many is bulk."
+    )
+    enrollment = models.ForeignKey(
+        "SequenceEnrollment", null=True, blank=True, on_delete=models.SET_NULL, related_name="emails"
+    )
+    step = models.ForeignKey("SequenceStep", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    message_id = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=OneToOneStatus, default=OneToOneStatus.SENDING)
+    smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    smtp_reply = models.TextField(blank=True, help_text="What the server said, word for word.")
+    bounce_category = models.CharField(max_length=20, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    bounce_reply = models.TextField(blank=True, help_text="The bounce message's diagnostic.")
+    replied_at = models.DateTimeField(null=True, blank=True)
+    reply_subject = models.CharField(max_length=250, blank=True)
+    sent_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-sent_at", "-id"]
+        verbose_name = "one-to-one email"
+        constraints = [
+            # A sequence step goes to an enrollment once, even when the job runs twice.
+            models.UniqueConstraint(fields=["enrollment", "step"], name="one_email_per_enrollment_step")
+        ]
+        indexes = [
+            models.Index(fields=["contact", "sent_at"], name="onetoone_contact"),
+            # The bulk guard counts recent messages with the same text.
+            models.Index(fields=["fingerprint", "sent_at"], name="onetoone_fingerprint"),
+            models.Index(fields=["message_id"], name="onetoone_message_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} → {self.email}"
+
+
+class Sequence(models.Model):
+    """A series of one-to-one emails with delays, sent from the enrolling staff member's inbox."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    active = models.BooleanField(default=True, help_text="Inactive: no new enrollments; enrolled contacts pause.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SequenceStep(models.Model):
+    sequence = models.ForeignKey(Sequence, on_delete=models.CASCADE, related_name="steps")
+    day = models.PositiveIntegerField(help_text="Days after enrollment (0: right away), then the next business hour.")
+    subject = models.CharField(max_length=250)
+    body = models.TextField(help_text="Plain text with the same personalization as campaigns ({{ contact.first_name }}).")
+
+    class Meta:
+        ordering = ["sequence", "day"]
+        constraints = [models.UniqueConstraint(fields=["sequence", "day"], name="one_step_per_sequence_day")]
+
+    def __str__(self) -> str:
+        return f"Day {self.day}: {self.subject}"
+
+
+class EnrollmentStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    FINISHED = "finished", "Finished"
+    STOPPED = "stopped", "Stopped"
+
+
+class StopReason(models.TextChoices):
+    REPLIED = "replied", "The contact replied"
+    BOUNCED = "bounced", "A message bounced"
+    UNSUBSCRIBED = "unsubscribed", "The contact unsubscribed"
+    REFUSED = "refused", "The contact may not be emailed"
+    NO_INBOX = "no_inbox", "The sender has no connected inbox"
+    MANUAL = "manual", "Stopped by staff"
+
+
+class SequenceEnrollment(models.Model):
+    sequence = models.ForeignKey(Sequence, on_delete=models.CASCADE, related_name="enrollments")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="sequence_enrollments")
+    enrolled_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=16, choices=EnrollmentStatus, default=EnrollmentStatus.ACTIVE)
+    next_step = models.ForeignKey(SequenceStep, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    next_due_at = models.DateTimeField(null=True, blank=True, help_text="When the next step goes.")
+    stop_reason = models.CharField(max_length=16, choices=StopReason, blank=True)
+    stopped_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    enrolled_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-enrolled_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sequence", "contact"],
+                condition=Q(status="active"),
+                name="one_active_enrollment_per_sequence",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "next_due_at"], name="enrollment_due")]
+
+    def __str__(self) -> str:
+        return f"{self.contact} in {self.sequence}"

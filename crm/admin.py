@@ -50,6 +50,9 @@ _BADGE = '<span class="dw-badge dw-{}" title="{}">{}</span>'
 # request and the contact; a panel returns HTML ("" for nothing), a tool (url, label) pairs.
 CONTACT_PANELS: list[Callable[[HttpRequest, Contact], str]] = []
 CONTACT_TOOLS: list[Callable[[HttpRequest, Contact], list[tuple[str, str]]]] = []
+# ...and actions on the contact list (enroll in a sequence): admin action functions
+# (modeladmin, request, queryset) with @admin.action's description and permissions.
+CONTACT_ACTIONS: list[Callable] = []
 
 
 def short_datetime(value) -> str:
@@ -192,6 +195,7 @@ class ContactAdmin(admin.ModelAdmin):
         SubscriptionFilter,
         "engagement_status",
         "email_status",
+        "do_not_contact",
         SuppressedFilter,
         "source",
         ("created_at", admin.DateFieldListFilter),
@@ -223,7 +227,19 @@ class ContactAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     fieldsets = [
-        (None, {"fields": ["status_badges", "email", "email_normalized", "is_role_address", "email_status"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "status_badges",
+                    "email",
+                    "email_normalized",
+                    "is_role_address",
+                    "email_status",
+                    "do_not_contact",
+                ]
+            },
+        ),
         ("Person", {"fields": ["first_name", "last_name", "company", "phone", "time_zone", "language", "owner"]}),
         ("Properties", {"fields": ["properties", "source"], "classes": ["collapse"]}),
         (
@@ -242,6 +258,14 @@ class ContactAdmin(admin.ModelAdmin):
         ),
         ("Record", {"fields": ["created_at", "updated_at"]}),
     ]
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        for action in CONTACT_ACTIONS:
+            allowed = getattr(action, "allowed_permissions", ())
+            if all(getattr(self, f"has_{permission}_permission")(request) for permission in allowed):
+                actions[action.__name__] = (action, action.__name__, action.short_description)
+        return actions
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -300,6 +324,8 @@ class ContactAdmin(admin.ModelAdmin):
             for s in contact.subscriptions.all()
             if s.status != SubscriptionStatus.UNSUBSCRIBED
         ]
+        if contact.do_not_contact:
+            badges.append(("danger", "Asked not to be contacted at all: no email of any kind", "do not contact"))
         if contact.unsubscribed_from_all_at:
             badges.append(("warning", "Unsubscribed from all marketing email", "unsubscribed (all)"))
         suppressed = getattr(contact, "suppressed", None)

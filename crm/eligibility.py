@@ -29,6 +29,7 @@ class Ineligibility(models.TextChoices):
     """Why a contact may not get marketing email, in the order the rule checks them."""
 
     SUBSCRIPTION_TYPE_INACTIVE = "type_inactive", "Subscription type is inactive"
+    DO_NOT_CONTACT = "do_not_contact", "Asked not to be contacted at all"
     HARD_BOUNCED = "hard_bounced", "Address hard-bounced"
     COMPLAINED = "complained", "Contact complained (marked as spam)"
     INVALID = "invalid", "Address is invalid"
@@ -68,6 +69,8 @@ def marketing_ineligibility(
     """Return why `contact` may not get marketing email of `subscription_type`, or None if it may."""
     if not subscription_type.active:
         return Ineligibility.SUBSCRIPTION_TYPE_INACTIVE
+    if contact.do_not_contact:
+        return Ineligibility.DO_NOT_CONTACT
     if contact.email_status in _EMAIL_STATUS_REASONS:
         return _EMAIL_STATUS_REASONS[contact.email_status]
     if contact.is_unsubscribed_from_all():
@@ -107,7 +110,7 @@ def eligible_contacts(
     if not subscription_type.active:
         return contacts.none()
     eligible = (
-        contacts.filter(email_status=EmailStatus.OK, unsubscribed_from_all_at__isnull=True)
+        contacts.filter(email_status=EmailStatus.OK, unsubscribed_from_all_at__isnull=True, do_not_contact=False)
         .filter(
             Exists(
                 Subscription.objects.filter(
@@ -135,7 +138,8 @@ def annotate_ineligibility(
     status = Subquery(
         Subscription.objects.filter(contact=OuterRef("pk"), subscription_type=subscription_type).values("status")[:1]
     )
-    whens = [
+    whens = [When(do_not_contact=True, then=Value(Ineligibility.DO_NOT_CONTACT.value))]
+    whens += [
         When(email_status=email_status, then=Value(reason.value))
         for email_status, reason in _EMAIL_STATUS_REASONS.items()
     ]

@@ -73,6 +73,11 @@ class Contact(models.Model):
 
     email_status = models.CharField(max_length=16, choices=EmailStatus, default=EmailStatus.OK)
     unsubscribed_from_all_at = models.DateTimeField(null=True, blank=True, editable=False)
+    do_not_contact = models.BooleanField(
+        "Do not contact",
+        default=False,
+        help_text="The person asked not to be contacted at all: no marketing email and no one-to-one email.",
+    )
 
     class Meta:
         indexes = [

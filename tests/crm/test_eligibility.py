@@ -67,6 +67,15 @@ def test_unengaged_contacts_are_refused_unless_the_campaign_includes_them(alice,
     assert eligible_contacts(newsletter, include_unengaged=True).get() == alice
 
 
+def test_a_contact_who_asked_not_to_be_contacted_gets_no_marketing_email(alice, newsletter):
+    Contact.objects.filter(pk=alice.pk).update(do_not_contact=True)
+    alice.refresh_from_db()
+    assert marketing_ineligibility(alice, newsletter) == Ineligibility.DO_NOT_CONTACT
+    assert marketing_ineligibility(alice, newsletter, include_unengaged=True) == Ineligibility.DO_NOT_CONTACT
+    assert not eligible_contacts(newsletter).exists()
+    assert annotate_ineligibility(Contact.objects.all(), newsletter).get().ineligibility == "do_not_contact"
+
+
 def test_nobody_may_be_mailed_for_an_inactive_type(alice, newsletter):
     SubscriptionType.objects.filter(pk=newsletter.pk).update(active=False)
     newsletter.refresh_from_db()
@@ -95,6 +104,8 @@ def build_population(newsletter, other, now, size: int) -> None:
             Subscription.objects.create(contact=contact, subscription_type=newsletter, status=status)
         if rng.random() < 0.15:
             Contact.objects.filter(pk=contact.pk).update(unsubscribed_from_all_at=now)
+        if rng.random() < 0.1:
+            Contact.objects.filter(pk=contact.pk).update(do_not_contact=True)
         if rng.random() < 0.15:
             suppression.suppress_contacts(
                 Contact.objects.filter(pk=contact.pk), reason=rng.choice(list(SuppressionReason)), now=now
