@@ -109,7 +109,7 @@ _RULE_SOURCE: tuple[tuple[str, str, BounceCategory], ...] = (
     (
         "",
         r"host or domain name not found|domain (name )?not found|host not found|name service error|no mx\b"
-        r"|null mx|nxdomain|no such domain|unrouteable mail domain|domain (does not|doesn't) exist",
+        r"|null mx|nxdomain|no such domain|invalid domain|unrouteable mail domain|domain (does not|doesn't) exist",
         _C.DNS_FAILURE,
     ),
     (

@@ -28,11 +28,11 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef
 from django.db.models.functions import Coalesce, Greatest
 
@@ -126,14 +126,24 @@ def record_events(observations: Iterable[Observation], *, now: datetime) -> list
 
     Events whose (reporter, event id) is already stored, or repeated in the batch, are dropped.
     """
-    observations = _unseen(list(observations))
-    if not observations:
+    observations = list(observations)
+    try:
+        return _record(observations, now=now)
+    except IntegrityError:
+        # The same event arrived twice at once (an ESP retrying a slow webhook) and the other
+        # copy committed first: the unique constraint refused this batch. Again, it is left out.
+        return _record(observations, now=now)
+
+
+def _record(observations: list[Observation], *, now: datetime) -> list[EmailEvent]:
+    fresh = _unseen([replace(observation) for observation in observations])
+    if not fresh:
         return []
     with transaction.atomic():
-        sends = _locked_sends(_send_ids(observations))
-        machines.classify(observations, sends, _recent_clicks(observations, sends))
+        sends = _locked_sends(_send_ids(fresh))
+        machines.classify(fresh, sends, _recent_clicks(fresh, sends))
         recorder = _Recorder(now)
-        for observation in observations:
+        for observation in fresh:
             recorder.add(observation, sends.get(observation.send_id))
         update_rows(Send, list(recorder.changed.values()), STATUS_FIELDS + ENGAGEMENT_FIELDS)
         recorder.save()
@@ -346,7 +356,7 @@ class _Recorder:
         return ""
 
     def save(self) -> None:
-        EmailEvent.objects.bulk_create(self.events, ignore_conflicts=True)
+        EmailEvent.objects.bulk_create(self.events)
         _count_sent(self.newly_sent, now=self.now)
         _mark_engaged(self.engaged)
         _suppress_hard_bounces(list(self.hard_bounced.values()), now=self.now)

@@ -78,7 +78,7 @@ def classify(
         reason = agent_reason(observation.user_agent, observation.ip_address, is_open=is_open)
         send = sends.get(observation.send_id)
         handed_over = send.last_attempt_at if send is not None else None
-        if not reason and handed_over is not None:
+        if not reason and handed_over is not None and observation.occurred_at >= handed_over:
             since = observation.occurred_at - handed_over
             if is_open and since < prefetch:
                 reason = f"opened within {settings.TRACKING_PREFETCH_SECONDS} s of delivery (prefetch)"

@@ -138,11 +138,20 @@ def _sparkpost(raw: dict) -> Details:
 
 
 def _mailjet(raw: dict) -> Details:
-    return Details(ip=_get(raw, "ip"), text=str(_get(raw, "smtp_reply", default="")))
+    # Only a hard bounce is a verdict: Mailjet's other "bounces" (greylisting) are deferrals.
+    return Details(
+        bounce_type="hardbounce" if _get(raw, "hard_bounce") is True else "",
+        ip=_get(raw, "ip"),
+        text=str(_get(raw, "smtp_reply", default="") or _get(raw, "error", default="")),
+    )
 
 
 def _brevo(raw: dict) -> Details:
-    return Details(ip=_get(raw, "sending_ip") if _get(raw, "event") not in {"opened", "click"} else _get(raw, "ip"))
+    event = str(_get(raw, "event", default=""))
+    return Details(
+        bounce_type={"hard_bounce": "hardbounce", "soft_bounce": "softbounce"}.get(event, ""),
+        ip=_get(raw, "ip"),
+    )
 
 
 # Keyed by anymail's esp_name as a slug.

@@ -22,6 +22,7 @@ from django.db import connection
 from django.utils import timezone
 from django_altcha import get_altcha_challenge
 
+from campaigns import tracking
 from campaigns.models import Campaign
 from config.celery import app as celery_app
 from crm import consent, suppression
@@ -81,6 +82,13 @@ def empty_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def tracking_hits_written_at_once(settings):
+    """Opens and clicks are recorded in the request; the buffer's own tests turn it on."""
+    settings.TRACKING_BUFFER_URL = ""
+    tracking.LINKS.clear()
 
 
 @pytest.fixture
