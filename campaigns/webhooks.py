@@ -31,6 +31,7 @@ from anymail.exceptions import AnymailError, AnymailWebhookValidationFailure
 from anymail.signals import AnymailInboundEvent, AnymailTrackingEvent
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.urls import URLPattern
 from django.utils import timezone
@@ -261,25 +262,19 @@ def _views() -> dict[str, type]:
 def _request(envelope: dict) -> HttpRequest:
     """The webhook request again, for the view's parser, from what the web process queued."""
     body = base64.b64decode(envelope["body"])
-    request = HttpRequest()
-    request.method = "POST"
-    request.META = {
-        **envelope["headers"],
-        "CONTENT_TYPE": envelope["content_type"],
-        "CONTENT_LENGTH": str(len(body)),
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "443",
-    }
-    request._stream = io.BytesIO(body)
-    request._read_started = False
-    request.content_type, _, params = envelope["content_type"].partition(";")
-    request.content_params = {}
-    for param in params.split(";"):
-        name, _, value = param.partition("=")
-        if name.strip():
-            request.content_params[name.strip().lower()] = value.strip().strip('"')
-    request.encoding = request.content_params.get("charset") or None
-    return request
+    return WSGIRequest(
+        {
+            **envelope["headers"],
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": "/anymail/",
+            "CONTENT_TYPE": envelope["content_type"],
+            "CONTENT_LENGTH": str(len(body)),
+            "SERVER_NAME": "localhost",
+            "SERVER_PORT": "443",
+            "wsgi.url_scheme": "https",
+            "wsgi.input": io.BytesIO(body),
+        }
+    )
 
 
 class Unparsable(Exception):
