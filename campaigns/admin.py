@@ -506,3 +506,5 @@ def _event_style(event: EmailEvent) -> str:
 
 
 crm_admin.CONTACT_PANELS.append(timeline.timeline_panel)
+
+from campaigns import admin_onetoone  # noqa: E402, F401

@@ -8,6 +8,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 
+from crm import encryption
 from crm.eligibility import Ineligibility
 from crm.models import Contact, EngagementStatus, Subscription, SubscriptionStatus, SubscriptionType
 
@@ -511,6 +512,19 @@ class ConnectedInbox(models.Model):
     def has_imap(self) -> bool:
         return bool(self.imap_host and self.imap_username and self.imap_password_encrypted)
 
+    def set_smtp_password(self, password: str) -> None:
+        self.smtp_password_encrypted = encryption.encrypt(password) if password else ""
+
+    def smtp_password(self) -> str:
+        """The SMTP password; raises encryption.UnreadableSecret if no ENCRYPTION_KEYS key opens it."""
+        return encryption.decrypt(self.smtp_password_encrypted) if self.smtp_password_encrypted else ""
+
+    def set_imap_password(self, password: str) -> None:
+        self.imap_password_encrypted = encryption.encrypt(password) if password else ""
+
+    def imap_password(self) -> str:
+        return encryption.decrypt(self.imap_password_encrypted) if self.imap_password_encrypted else ""
+
 
 class OneToOneStatus(models.TextChoices):
     SENDING = "sending", "Sending"
@@ -553,8 +567,13 @@ class OneToOneEmail(models.Model):
         ordering = ["-sent_at", "-id"]
         verbose_name = "one-to-one email"
         constraints = [
-            # A sequence step goes to an enrollment once, even when the job runs twice.
-            models.UniqueConstraint(fields=["enrollment", "step"], name="one_email_per_enrollment_step")
+            # A sequence step goes to an enrollment once, even when the job runs twice; an attempt
+            # that never reached the server (not sent) may be made again.
+            models.UniqueConstraint(
+                fields=["enrollment", "step"],
+                condition=~Q(status="not_sent"),
+                name="one_email_per_enrollment_step",
+            )
         ]
         indexes = [
             models.Index(fields=["contact", "sent_at"], name="onetoone_contact"),
@@ -589,7 +608,9 @@ class SequenceStep(models.Model):
     sequence = models.ForeignKey(Sequence, on_delete=models.CASCADE, related_name="steps")
     day = models.PositiveIntegerField(help_text="Days after enrollment (0: right away), then the next business hour.")
     subject = models.CharField(max_length=250)
-    body = models.TextField(help_text="Plain text with the same personalization as campaigns ({{ contact.first_name }}).")
+    body = models.TextField(
+        help_text="Plain text with the same personalization as campaigns ({{ contact.first_name }})."
+    )
 
     class Meta:
         ordering = ["sequence", "day"]
@@ -614,6 +635,14 @@ class StopReason(models.TextChoices):
     MANUAL = "manual", "Stopped by staff"
 
 
+class EnrollmentQuerySet(models.QuerySet):
+    def stop(self, *, reason: str, now: datetime, by=None) -> int:
+        """Stop the active enrollments among these; return how many were stopped."""
+        return self.filter(status=EnrollmentStatus.ACTIVE).update(
+            status=EnrollmentStatus.STOPPED, stop_reason=reason, stopped_by=by, ended_at=now, next_due_at=None
+        )
+
+
 class SequenceEnrollment(models.Model):
     sequence = models.ForeignKey(Sequence, on_delete=models.CASCADE, related_name="enrollments")
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="sequence_enrollments")
@@ -627,6 +656,8 @@ class SequenceEnrollment(models.Model):
     )
     enrolled_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
+
+    objects = EnrollmentQuerySet.as_manager()
 
     class Meta:
         ordering = ["-enrolled_at", "-id"]

@@ -3,7 +3,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from campaigns import pipeline, tracking, webhooks
+from campaigns import pipeline, sequences, tracking, webhooks
 
 
 @shared_task(ignore_result=True)
@@ -51,3 +51,9 @@ def schedule_hit_drain() -> None:
 )
 def process_webhook(envelope: dict) -> None:
     webhooks.process(envelope, now=timezone.now())
+
+
+@shared_task(ignore_result=True)
+def run_sequences() -> None:
+    """Read connected inboxes for replies and bounces, then send the due sequence steps."""
+    sequences.run(now=timezone.now())

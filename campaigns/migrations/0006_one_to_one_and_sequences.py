@@ -414,7 +414,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name="onetooneemail",
-            constraint=models.UniqueConstraint(fields=("enrollment", "step"), name="one_email_per_enrollment_step"),
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "not_sent"), _negated=True),
+                fields=("enrollment", "step"),
+                name="one_email_per_enrollment_step",
+            ),
         ),
         migrations.RunPython(schedule, unschedule),
     ]
