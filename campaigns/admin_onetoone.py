@@ -141,11 +141,6 @@ class ConnectedInboxAdmin(admin.ModelAdmin):
         first = {**fieldsets[0][1], "fields": [f for f in fieldsets[0][1]["fields"] if f != "user"]}
         return [(None, first), *fieldsets[1:]]
 
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        if not request.user.is_superuser:
-            kwargs["exclude"] = ["user"]
-        return super().get_form(request, obj, change, **kwargs)
-
     def has_add_permission(self, request):
         # One inbox per staff member: theirs, once.
         if not request.user.is_superuser and ConnectedInbox.objects.filter(user=request.user).exists():
