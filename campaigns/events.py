@@ -173,22 +173,24 @@ def record_attempts(sends: list[Send], results: dict[int, Observation], *, field
 
 
 def _unseen(observations: list[Observation]) -> list[Observation]:
-    """Drop observations whose (reporter, event id, recipient, type) was recorded before or repeats in the list."""
+    """Drop observations their reporter gave before (or twice in the list): same event id and type,
+    for the same recipient when the reporter names one (our own hits name none; one Amazon SES
+    notification names several recipients under one id)."""
     event_ids = {o.event_id[:255] for o in observations if o.event_id}
-    known: set[tuple[str, str, str, str]] = set()
+    known: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     if event_ids:
-        known = set(
-            EmailEvent.objects.filter(esp_event_id__in=event_ids).values_list(
-                "esp", "esp_event_id", "recipient", "type"
-            )
-        )
+        for esp, event_id, kind, recipient in EmailEvent.objects.filter(esp_event_id__in=event_ids).values_list(
+            "esp", "esp_event_id", "type", "recipient"
+        ):
+            known[(esp, event_id, kind)].add(recipient)
     fresh = []
     for observation in observations:
         if observation.event_id:
-            key = (_reporter(observation), observation.event_id[:255], observation.recipient[:254], observation.type)
-            if key in known:
+            key = (_reporter(observation), observation.event_id[:255], observation.type)
+            recipient = observation.recipient[:254]
+            if known.get(key) and (not recipient or recipient in known[key]):
                 continue
-            known.add(key)
+            known[key].add(recipient)
         fresh.append(observation)
     return fresh
 
