@@ -19,7 +19,7 @@ import imaplib
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from email import policy
 from email.message import Message
 from email.parser import BytesParser
@@ -92,8 +92,9 @@ def _read(client: imaplib.IMAP4, inbox: ConnectedInbox, *, now: datetime) -> Rea
     if last_uid:
         status, data = client.uid("SEARCH", f"UID {last_uid + 1}:*")
     else:
-        # A first read (or a folder made anew) looks at mail since the inbox was connected.
-        since = inbox.created_at
+        # A first read (or a folder made anew) looks at mail since the inbox was connected; the
+        # day before, as the server may date its mail in another time zone.
+        since = inbox.created_at - timedelta(days=1)
         status, data = client.uid("SEARCH", f"SINCE {since.day}-{_MONTHS[since.month - 1]}-{since.year}")
     if status != "OK":
         raise inboxes.ConnectionProblem(inboxes.Step.FOLDER, f"the server refused to search: {data!r}.")

@@ -77,7 +77,7 @@ def connect_inbox(user, *, smtp: MailboxSmtpServer, imap: MailboxImapServer | No
 
 
 @pytest.fixture
-def ann(db, django_user_model, smtp_mailbox, imap_mailbox, trusted_certificate):
+def ann(db, django_user_model, smtp_mailbox, imap_mailbox, trusted_certificate, now):
     """ann: a salesperson (Marketer role) whose own mailbox is connected: SMTP on loopback, IMAP too."""
     user = django_user_model.objects.create_user(username="ann", password="pw-ann", is_staff=True)
     user.groups.add(Group.objects.get(name=MARKETER))

@@ -125,7 +125,7 @@ class MailboxSmtpServer:
             and auth_data.login.decode() == self.username
             and auth_data.password.decode() == self.password
         )
-        return AuthResult(success=ok, handled=False)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options) -> str:
         if address.partition("@")[0].lower().startswith("nobody"):
