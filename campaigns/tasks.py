@@ -3,7 +3,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from campaigns import pipeline, sequences, tracking, webhooks
+from campaigns import pipeline, reports, sequences, tracking, webhooks
 
 
 @shared_task(ignore_result=True)
@@ -57,3 +57,8 @@ def process_webhook(envelope: dict) -> None:
 def run_sequences() -> None:
     """Read connected inboxes for replies and bounces, then send the due sequence steps."""
     sequences.run(now=timezone.now())
+
+
+@shared_task(ignore_result=True)
+def refresh_campaign_stats() -> None:
+    reports.refresh_stats(now=timezone.now())

@@ -81,7 +81,9 @@ SOURCES: list[Callable[[Contact, int], list[Entry]]] = [_sends, _events]
 
 
 def contact_timeline(contact: Contact, *, limit: int = 100) -> list[Entry]:
-    entries = [entry for source in SOURCES for entry in source(contact, limit)]
+    # Newest first; at the same moment an event lists above the send it is about ("delivered"
+    # above "sent"): the stable sort keeps the later sources' entries first.
+    entries = [entry for source in reversed(SOURCES) for entry in source(contact, limit)]
     return sorted(entries, key=lambda entry: entry.at, reverse=True)[:limit]
 
 

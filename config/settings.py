@@ -382,6 +382,8 @@ TRACKING_BUFFER_URL = env_url("TRACKING_BUFFER_URL", REDIS_URL, schemes={"", "re
 # Distinct links registered per campaign; links beyond (personalized URLs) are left untracked.
 TRACKING_MAX_LINKS_PER_CAMPAIGN = env_int("TRACKING_MAX_LINKS_PER_CAMPAIGN", 500, minimum=1)
 UTM_SOURCE = env_str("UTM_SOURCE", "deliverwell")
+# The campaign list's figures are refreshed while a campaign sends and for this many days after.
+STATS_REFRESH_DAYS = env_int("STATS_REFRESH_DAYS", 30, minimum=1)
 # ESP webhooks: bodies larger than this are refused (413) before anything is parsed.
 WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 
