@@ -47,7 +47,7 @@ def line_chart(
     title: str,
     unit: str = "",
     thresholds: Sequence[Threshold] = (),
-    width: int = 760,
+    width: int = 960,
     height: int = 240,
 ) -> SafeString:
     """An SVG line chart of `series` over `x_labels`, with horizontal threshold lines.
@@ -98,6 +98,13 @@ def line_chart(
             f'<polyline fill="none" stroke="{escape(line.color)}" stroke-width="2"{dash} points="{coordinates}">'
             f"<title>{escape(line.label)}</title></polyline>"
         )
+        if points <= 60:
+            # Dots on few points: a reader sees where the data is, and hovers for the value.
+            parts.extend(
+                f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{escape(line.color)}">'
+                f"<title>{escape(x_labels[i])}: {v:g}{escape(unit)} {escape(line.label)}</title></circle>"
+                for i, v in enumerate(line.values)
+            )
     legend_x = left
     for line in series:
         parts.append(
