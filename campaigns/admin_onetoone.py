@@ -241,15 +241,7 @@ class OneToOneEmailAdmin(RecordAdmin):
             raise PermissionDenied
         contact = get_object_or_404(Contact, pk=contact_id)
         inbox = onetoone.inbox_of(request.user)
-        blockers = [
-            problem
-            for problem in (
-                None if inbox else "You have no connected inbox yet.",
-                onetoone.contact_refusal(contact),
-                onetoone.from_address_refusal(inbox) if inbox else None,
-            )
-            if problem
-        ]
+        blockers = _blockers(contact, inbox)
         form = ComposeForm(request.POST or None)
         if request.method == "POST" and form.is_valid() and not blockers:
             try:
@@ -270,6 +262,8 @@ class OneToOneEmailAdmin(RecordAdmin):
                     return HttpResponseRedirect(reverse("admin:crm_contact_change", args=[contact.pk]) + "#timeline")
                 what = "The server rejected the message" if logged.status == OneToOneStatus.REJECTED else "Not sent"
                 form.add_error(None, f"{what}: {reply}")
+                contact.refresh_from_db()
+                blockers = _blockers(contact, inbox)  # a rejected address may be suppressed now
         context = {
             **self.admin_site.each_context(request),
             "title": f"Write to {contact.full_name or contact.email}",
@@ -281,6 +275,16 @@ class OneToOneEmailAdmin(RecordAdmin):
             "variables": ["contact.first_name", "contact.last_name", "contact.full_name", "contact.company"],
         }
         return TemplateResponse(request, "admin/campaigns/onetoone/compose.html", context)
+
+
+def _blockers(contact: Contact, inbox: ConnectedInbox | None) -> list[str]:
+    """What stops this user writing to this contact, in plain words."""
+    problems = [
+        None if inbox else "You have no connected inbox yet.",
+        onetoone.contact_refusal(contact),
+        onetoone.from_address_refusal(inbox) if inbox else None,
+    ]
+    return [problem for problem in problems if problem]
 
 
 class ComposeForm(forms.Form):

@@ -67,14 +67,17 @@ def sequence_entries(contact: Contact, limit: int) -> list[Entry]:
     entries = []
     enrollments = (
         SequenceEnrollment.objects.filter(contact=contact)
-        .select_related("sequence", "enrolled_by", "stopped_by")
+        .select_related("sequence", "enrolled_by", "stopped_by", "next_step")
         .order_by("-enrolled_at")[:limit]
     )
     for enrollment in enrollments:
         url = reverse("admin:campaigns_sequenceenrollment_change", args=[enrollment.pk])
         name = enrollment.sequence.name
         by = enrollment.enrolled_by.get_username()
-        entries.append(Entry(enrollment.enrolled_at, "Enrolled in sequence", name, f"by {by}", "pending", url))
+        detail = f"by {by}"
+        if enrollment.status == EnrollmentStatus.ACTIVE and enrollment.next_step_id and enrollment.next_due_at:
+            detail += f" · next: day {enrollment.next_step.day}, {enrollment.next_due_at:%Y-%m-%d %H:%M} UTC"
+        entries.append(Entry(enrollment.enrolled_at, "Enrolled in sequence", name, detail, "pending", url))
         if enrollment.ended_at and enrollment.status in _ENDED:
             what, style = _ENDED[enrollment.status]
             detail = enrollment.get_stop_reason_display() if enrollment.stop_reason else "every step sent"
