@@ -58,6 +58,20 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return value
 
 
+def env_percent(name: str, default: float) -> float:
+    """A percentage from 0 to 100, such as `0.3` or `20`."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number (a percentage such as 0.3 or 20).") from None
+    if not 0 <= value <= 100:
+        raise ImproperlyConfigured(f"{name}={value} must be a percentage from 0 to 100.")
+    return value
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:
@@ -331,6 +345,58 @@ SENDING_IPS = env_ip_list("SENDING_IPS", [])
 BOUNCE_MX_HOST = env_str("BOUNCE_MX_HOST", "")
 # Campaigns refuse a From address whose sending domain fails a check; off (staging only), they warn.
 REQUIRE_PASSING_SENDING_DOMAIN = env_bool("REQUIRE_PASSING_SENDING_DOMAIN", not DEBUG)
+
+# Sender health (deliverability/health.py, deliverability/repair.py): jobs run by Celery beat.
+# The daily rollup recomputes this many recent days each run (events may arrive late).
+HEALTH_ROLLUP_DAYS = env_int("HEALTH_ROLLUP_DAYS", 3, minimum=1)
+# Graymail, after HubSpot's rule: a contact that never engaged (human open or click) and got this
+# many marketing emails, or that engaged before but not with the last UNENGAGED_ENGAGED_SENDS, is
+# unengaged; campaigns leave unengaged contacts out unless they include them (re-engagement).
+UNENGAGED_NEVER_ENGAGED_SENDS = env_int("UNENGAGED_NEVER_ENGAGED_SENDS", 11, minimum=1)
+UNENGAGED_ENGAGED_SENDS = env_int("UNENGAGED_ENGAGED_SENDS", 16, minimum=1)
+# Engaged "recently": a human open or click within this many days ("resume for engaged contacts
+# only" keeps these; sunset candidates are the others).
+RECENTLY_ENGAGED_DAYS = env_int("RECENTLY_ENGAGED_DAYS", 90, minimum=1)
+# Sunset: contacts that ignored a re-engagement campaign for this many days are offered to staff
+# for suppression (Deliverability → Sunset review).
+SUNSET_AFTER_DAYS = env_int("SUNSET_AFTER_DAYS", 30, minimum=1)
+# Open-rate evaluation per sending domain, daily: the human open rate over a rolling window that
+# leaves out the last hours (their opens have not come in yet), judged only with enough deliveries.
+OPEN_RATE_WINDOW_DAYS = env_int("OPEN_RATE_WINDOW_DAYS", 30, minimum=1)
+OPEN_RATE_EXCLUDE_HOURS = env_int("OPEN_RATE_EXCLUDE_HOURS", 48, minimum=0)
+OPEN_RATE_MIN_DELIVERED = env_int("OPEN_RATE_MIN_DELIVERED", 400, minimum=1)
+# Below this for this many consecutive daily evaluations: a critical alert and a repair plan.
+OPEN_RATE_CRITICAL_PERCENT = env_percent("OPEN_RATE_CRITICAL_PERCENT", 10.0)
+OPEN_RATE_CRITICAL_DAYS = env_int("OPEN_RATE_CRITICAL_DAYS", 7, minimum=1)
+# A fall by this share of the trailing baseline (the days before the window): a warning alert.
+OPEN_RATE_BASELINE_DAYS = env_int("OPEN_RATE_BASELINE_DAYS", 90, minimum=1)
+OPEN_RATE_DROP_PERCENT = env_percent("OPEN_RATE_DROP_PERCENT", 50.0)
+# The bad-send guard pauses a sending campaign over these rates (HubSpot's and Gmail's published
+# limits), once it has handed over at least BAD_SEND_MIN_ATTEMPTED messages.
+BAD_SEND_MIN_ATTEMPTED = env_int("BAD_SEND_MIN_ATTEMPTED", 200, minimum=1)
+BAD_SEND_HARD_BOUNCE_PERCENT = env_percent("BAD_SEND_HARD_BOUNCE_PERCENT", 5.0)
+BAD_SEND_COMPLAINT_WARNING_PERCENT = env_percent("BAD_SEND_COMPLAINT_WARNING_PERCENT", 0.1)
+BAD_SEND_COMPLAINT_CRITICAL_PERCENT = env_percent("BAD_SEND_COMPLAINT_CRITICAL_PERCENT", 0.3)
+BAD_SEND_UNSUBSCRIBE_PERCENT = env_percent("BAD_SEND_UNSUBSCRIBE_PERCENT", 5.0)
+# Reputation repair plans: step 1 mails contacts who clicked within REPAIR_PLAN_CLICKED_DAYS, the
+# next steps those engaged within each of REPAIR_PLAN_ENGAGED_DAYS, the last a re-permission
+# campaign to the rest. A step lasts at least REPAIR_PLAN_STEP_DAYS and advances when its human
+# open rate reaches the target over at least REPAIR_PLAN_MIN_DELIVERED deliveries; below the relapse
+# rate it steps back. REPAIR_PLAN_DAILY_CAPS: messages a day per step. The plan completes after
+# REPAIR_PLAN_HEALTHY_DAYS healthy daily evaluations on its last step.
+REPAIR_PLAN_STEP_DAYS = env_int("REPAIR_PLAN_STEP_DAYS", 14, minimum=1)
+REPAIR_PLAN_CLICKED_DAYS = env_int("REPAIR_PLAN_CLICKED_DAYS", 14, minimum=1)
+REPAIR_PLAN_ENGAGED_DAYS = env_int_list("REPAIR_PLAN_ENGAGED_DAYS", [30, 60, 90])
+REPAIR_PLAN_DAILY_CAPS = env_int_list("REPAIR_PLAN_DAILY_CAPS", [1000, 2500, 5000, 10000, 20000])
+if len(REPAIR_PLAN_DAILY_CAPS) != len(REPAIR_PLAN_ENGAGED_DAYS) + 2:
+    raise ImproperlyConfigured(
+        f"REPAIR_PLAN_DAILY_CAPS needs one cap per step: {len(REPAIR_PLAN_ENGAGED_DAYS) + 2} (clicked, each of "
+        "REPAIR_PLAN_ENGAGED_DAYS, re-permission)."
+    )
+REPAIR_PLAN_TARGET_OPEN_PERCENT = env_percent("REPAIR_PLAN_TARGET_OPEN_PERCENT", 20.0)
+REPAIR_PLAN_RELAPSE_OPEN_PERCENT = env_percent("REPAIR_PLAN_RELAPSE_OPEN_PERCENT", 10.0)
+REPAIR_PLAN_MIN_DELIVERED = env_int("REPAIR_PLAN_MIN_DELIVERED", 200, minimum=1)
+REPAIR_PLAN_HEALTHY_DAYS = env_int("REPAIR_PLAN_HEALTHY_DAYS", 14, minimum=1)
 
 # Campaigns. The frequency cap: at most this many marketing emails per contact per rolling window;
 # sends over it are recorded as skipped (frequency cap), never silently dropped.

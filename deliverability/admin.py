@@ -1,30 +1,45 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from campaigns import admin as campaigns_admin
+from campaigns import pipeline
+from campaigns import tasks as campaign_tasks
+from campaigns.models import Campaign, Send
 from crm.admin import short_datetime
-from deliverability import dns_checks, records, signing, tasks
+from crm.models import Contact
+from deliverability import dashboard, dns_checks, health, records, repair, signing, tasks
 from deliverability.domains import Level
 from deliverability.esps import Transport
 from deliverability.models import (
+    OPEN_PLAN_STATUSES,
     CheckStatus,
     DkimKey,
     DomainAlert,
     DomainCheck,
+    HealthAlert,
     KeyAlgorithm,
     KeyState,
+    PlanStatus,
     RecordKind,
+    RepairPlanTransition,
+    ReputationRepairPlan,
     SendingDomain,
+    Severity,
+    SunsetCandidate,
 )
 
 _BADGE = '<span class="dw-badge dw-{}" title="{}">{}</span>'
@@ -85,7 +100,16 @@ class EspDkimInline(admin.TabularInline):
 
 @admin.register(SendingDomain)
 class SendingDomainAdmin(admin.ModelAdmin):
-    list_display = ["domain", "transport", "sender_type", "overall", "record_badges", "checked", "open_alerts"]
+    list_display = [
+        "domain",
+        "transport",
+        "sender_type",
+        "overall",
+        "record_badges",
+        "checked",
+        "open_alerts",
+        "health",
+    ]
     list_filter = ["status", "transport", "sender_type"]
     search_fields = ["domain", "content_domains", "return_path_domain"]
     actions = ["check_now", "generate_rsa_key", "generate_ed25519_key"]
@@ -110,7 +134,19 @@ class SendingDomainAdmin(admin.ModelAdmin):
         js = ["deliverability/copy.js"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("alerts")
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(
+                "alerts",
+                models.Prefetch("health_alerts", HealthAlert.objects.unresolved(), to_attr="unresolved_health_alerts"),
+                models.Prefetch(
+                    "repair_plans",
+                    ReputationRepairPlan.objects.filter(status__in=OPEN_PLAN_STATUSES),
+                    to_attr="open_plans",
+                ),
+            )
+        )
 
     def get_inline_instances(self, request, obj=None):
         # Our own keys are generated; CNAMEs to an ESP's keys only make sense with an ESP.
@@ -151,8 +187,27 @@ class SendingDomainAdmin(admin.ModelAdmin):
         url = reverse("admin:deliverability_domainalert_changelist") + f"?domain__id__exact={domain.pk}&open=yes"
         return format_html('<a href="{}">{}</a>', url, status_badge(CheckStatus.FAIL, text=f"{count} open"))
 
+    @admin.display(description="Sender health")
+    def health(self, domain: SendingDomain) -> str:
+        """Health alerts and the repair plan's step, linking to the dashboard."""
+        badges = [
+            status_badge(
+                CheckStatus.FAIL if alert.severity == Severity.CRITICAL else CheckStatus.WARNING,
+                title=alert.summary,
+                text=alert.get_kind_display(),
+            )
+            for alert in domain.unresolved_health_alerts
+        ]
+        badges += [
+            status_badge(CheckStatus.WARNING, title=plan.get_status_display(), text=f"Repair plan: step {plan.step}")
+            for plan in domain.open_plans
+        ]
+        url = reverse("admin:deliverability_sendingdomain_health", args=[domain.pk])
+        return format_html('<a href="{}">Dashboard</a> {}', url, format_html_join(" ", "{}", ((b,) for b in badges)))
+
     def changelist_view(self, request, extra_context=None):
         self._warn_about_alerts(request, DomainAlert.objects.open())
+        _warn_about_health(request, HealthAlert.objects.needing_attention())
         return super().changelist_view(request, extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -224,8 +279,56 @@ class SendingDomainAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.new_key_view),
                 name="deliverability_dkimkey_new",
             ),
+            path(
+                "<int:object_id>/health/",
+                self.admin_site.admin_view(self.health_view),
+                name="deliverability_sendingdomain_health",
+            ),
+            path(
+                "<int:object_id>/repair-plan/start/",
+                self.admin_site.admin_view(self.start_plan_view),
+                name="deliverability_sendingdomain_start_plan",
+            ),
         ]
         return urls + super().get_urls()
+
+    def health_view(self, request, object_id):
+        """The deliverability dashboard: charts, alerts, the repair plan, bounce reasons, recommendations."""
+        domain = get_object_or_404(SendingDomain, pk=object_id)
+        if not self.has_view_permission(request, domain):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            **dashboard.dashboard(domain, now=timezone.now()),
+            "opts": self.opts,
+            "title": f"Deliverability of {domain}",
+            "can_start_plan": request.user.has_perm("deliverability.add_reputationrepairplan"),
+            "can_change_plan": request.user.has_perm("deliverability.change_reputationrepairplan"),
+        }
+        return TemplateResponse(request, "admin/deliverability/sendingdomain/health.html", context)
+
+    def start_plan_view(self, request, object_id):
+        domain = get_object_or_404(SendingDomain, pk=object_id)
+        if not request.user.has_perm("deliverability.add_reputationrepairplan"):
+            raise PermissionDenied
+        back = reverse("admin:deliverability_sendingdomain_health", args=[domain.pk])
+        form = PlanReasonForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            plan = repair.start_plan(domain, now=timezone.now(), reason=form.cleaned_data["reason"], user=request.user)
+            messages.success(request, f"{plan}: step {plan.step}, {repair.step_of(plan).describe().lower()}.")
+            return HttpResponseRedirect(back)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Start a reputation repair plan for {domain}",
+            "explanation": "From now on the domain's campaigns reach only step 1's audience and daily volume: "
+            + repair.steps()[0].describe().lower()
+            + f", at most {repair.steps()[0].daily_cap:,} messages a day. The plan widens the audience as they open.",
+            "form": form,
+            "button": "Start the plan",
+            "back": back,
+        }
+        return TemplateResponse(request, "admin/deliverability/reason_form.html", context)
 
     def check_view(self, request, object_id):
         domain = get_object_or_404(SendingDomain, pk=object_id)
@@ -392,6 +495,353 @@ class DomainAlertAdmin(admin.ModelAdmin):
             acknowledged_at=timezone.now(), acknowledged_by=request.user
         )
         messages.success(request, f"{count} alert(s) acknowledged.")
+
+
+def _warn_about_health(request, alerts) -> None:
+    if request.method != "GET":
+        return
+    for alert in alerts.select_related("domain", "campaign")[:5]:
+        messages.error(request, f"{alert.get_kind_display()}: {alert.summary}")
+
+
+class PlanReasonForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), help_text="Kept in the plan's log.", max_length=2000
+    )
+
+
+@admin.register(HealthAlert)
+class HealthAlertAdmin(admin.ModelAdmin):
+    list_display = ["raised", "severity_badge", "kind", "domain", "campaign", "summary", "resolved", "acknowledged_at"]
+    list_filter = ["kind", "severity", ("resolved_at", admin.EmptyFieldListFilter), "domain"]
+    list_select_related = ["domain", "campaign", "acknowledged_by"]
+    search_fields = ["summary", "campaign__name", "domain__domain"]
+    actions = ["acknowledge"]
+    readonly_fields = [
+        "domain",
+        "campaign",
+        "kind",
+        "severity",
+        "summary",
+        "figures",
+        "raised_at",
+        "resolved_at",
+        "acknowledged_at",
+        "acknowledged_by",
+    ]
+    exclude = ["metrics"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Raised", ordering="raised_at")
+    def raised(self, alert: HealthAlert) -> str:
+        return short_datetime(alert.raised_at)
+
+    @admin.display(description="Resolved", ordering="resolved_at")
+    def resolved(self, alert: HealthAlert) -> str:
+        return short_datetime(alert.resolved_at) if alert.resolved_at else "open"
+
+    @admin.display(description="Severity", ordering="severity")
+    def severity_badge(self, alert: HealthAlert) -> str:
+        style = CheckStatus.FAIL if alert.severity == Severity.CRITICAL else CheckStatus.WARNING
+        if alert.resolved_at:
+            style = CheckStatus.NOT_CHECKED
+        return status_badge(style, text=alert.get_severity_display())
+
+    @admin.display(description="Figures")
+    def figures(self, alert: HealthAlert) -> str:
+        return format_html_join("", "<div><strong>{}</strong>: {}</div>", sorted(alert.metrics.items()))
+
+    def changelist_view(self, request, extra_context=None):
+        _warn_about_health(request, HealthAlert.objects.needing_attention())
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description="Acknowledge selected alerts", permissions=["view"])
+    def acknowledge(self, request, queryset):
+        count = queryset.filter(acknowledged_at=None).update(
+            acknowledged_at=timezone.now(), acknowledged_by=request.user
+        )
+        messages.success(request, f"{count} alert(s) acknowledged.")
+
+    def get_urls(self):
+        urls = [
+            path(
+                "resume-engaged/<int:campaign_id>/",
+                self.admin_site.admin_view(self.resume_engaged_view),
+                name="deliverability_resume_engaged",
+            )
+        ]
+        return urls + super().get_urls()
+
+    def resume_engaged_view(self, request, campaign_id):
+        """Resume a campaign the guard paused, for the contacts who engaged recently only."""
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        if not request.user.has_perm("campaigns.change_campaign"):
+            raise PermissionDenied
+        back = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+        if request.method == "POST":
+            try:
+                skipped = health.resume_for_engaged_only(campaign, user=request.user, now=timezone.now())
+            except pipeline.CampaignError as exc:
+                messages.error(request, str(exc))
+            else:
+                campaign_tasks.enqueue_campaign(campaign.pk)
+                messages.success(
+                    request,
+                    f"{campaign}: sending again to recently engaged contacts; {skipped:,} other sends skipped.",
+                )
+            return HttpResponseRedirect(back)
+        remaining = Send.objects.filter(campaign=campaign, status__in=pipeline.CLAIMABLE)
+        engaged = remaining.filter(
+            contact__last_engaged_at__gte=timezone.now() - timedelta(days=settings.RECENTLY_ENGAGED_DAYS)
+        ).count()
+        total = remaining.count()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Resume {campaign} for engaged contacts only?",
+            "campaign": campaign,
+            "alert": health.paused_by_guard(campaign),
+            "remaining": total,
+            "engaged": engaged,
+            "skipped": total - engaged,
+            "days": settings.RECENTLY_ENGAGED_DAYS,
+            "back": back,
+        }
+        return TemplateResponse(request, "admin/deliverability/healthalert/resume_engaged.html", context)
+
+
+def campaign_tools(request, campaign: Campaign) -> list[tuple[str, str]]:
+    """On a campaign the bad-send guard paused: why, and a way on for engaged contacts only."""
+    alert = health.paused_by_guard(campaign)
+    if alert is None:
+        return []
+    tools = [(reverse("admin:deliverability_healthalert_change", args=[alert.pk]), "Why it was paused")]
+    if request.user.has_perm("campaigns.change_campaign"):
+        url = reverse("admin:deliverability_resume_engaged", args=[campaign.pk])
+        tools.append((url, "Resume for engaged contacts only…"))
+    return tools
+
+
+campaigns_admin.CAMPAIGN_TOOLS.append(campaign_tools)
+
+
+class RepairPlanTransitionInline(admin.TabularInline):
+    model = RepairPlanTransition
+    fields = ["at", "kind", "from_step", "to_step", "reason", "figures", "by"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "Log"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Figures")
+    def figures(self, transition) -> str:
+        return format_html_join(", ", "{}: {}", sorted(transition.metrics.items()))
+
+
+_PLAN_STYLE = {
+    PlanStatus.ACTIVE: CheckStatus.WARNING,
+    PlanStatus.PAUSED: CheckStatus.NOT_CHECKED,
+    PlanStatus.COMPLETED: CheckStatus.PASS,
+    PlanStatus.ENDED: CheckStatus.NOT_CHECKED,
+}
+_PLAN_ACTIONS = {
+    "pause": (
+        repair.pause_plan,
+        "Pause the plan",
+        "The domain's campaigns are no longer restricted until you resume it.",
+    ),
+    "resume": (repair.resume_plan, "Resume the plan", "The step's audience and daily volume apply again."),
+    "advance": (
+        repair.advance_plan,
+        "Advance to the next step",
+        "Whatever the figures say: the next step's wider audience and higher volume apply from now on.",
+    ),
+    "end": (repair.end_plan, "End the plan", "For good: the domain's campaigns are no longer restricted."),
+}
+
+
+@admin.register(ReputationRepairPlan)
+class ReputationRepairPlanAdmin(admin.ModelAdmin):
+    list_display = ["domain", "status_badge", "step", "step_audience", "started", "step_since", "progress_summary"]
+    list_filter = ["status", "domain"]
+    list_select_related = ["domain"]
+    inlines = [RepairPlanTransitionInline]
+    readonly_fields = [
+        "domain",
+        "status",
+        "step",
+        "step_audience",
+        "step_started_at",
+        "started_at",
+        "started_by",
+        "reason",
+        "alert",
+        "finished_at",
+        "progress_summary",
+    ]
+    exclude = ["progress"]
+    change_form_template = "admin/deliverability/reputationrepairplan/change_form.html"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, plan: ReputationRepairPlan) -> str:
+        return status_badge(_PLAN_STYLE[plan.status], text=plan.get_status_display())
+
+    @admin.display(description="Audience of the step")
+    def step_audience(self, plan: ReputationRepairPlan) -> str:
+        step = repair.step_of(plan)
+        return f"{step.describe()}; at most {step.daily_cap:,} messages a day"
+
+    @admin.display(description="Started", ordering="started_at")
+    def started(self, plan: ReputationRepairPlan) -> str:
+        return short_datetime(plan.started_at)
+
+    @admin.display(description="On this step since", ordering="step_started_at")
+    def step_since(self, plan: ReputationRepairPlan) -> str:
+        return short_datetime(plan.step_started_at)
+
+    @admin.display(description="Progress")
+    def progress_summary(self, plan: ReputationRepairPlan) -> str:
+        figures = plan.progress
+        if not figures:
+            return "—"
+        rate = figures.get("open_rate")
+        return (
+            f"{figures['delivered']:,} delivered (judged from {settings.REPAIR_PLAN_MIN_DELIVERED:,}), human open rate "
+            f"{'—' if rate is None else f'{rate:.1%}'} (target {settings.REPAIR_PLAN_TARGET_OPEN_PERCENT:g} %), "
+            f"{figures['days_on_step']} of {settings.REPAIR_PLAN_STEP_DAYS} days"
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        plan = self.get_object(request, object_id)
+        if plan is not None:
+            can_change = request.user.has_perm("deliverability.change_reputationrepairplan")
+            actions = {
+                PlanStatus.ACTIVE: ["pause", "advance", "end"],
+                PlanStatus.PAUSED: ["resume", "advance", "end"],
+            }.get(plan.status, [])
+            extra_context = {
+                **(extra_context or {}),
+                "plan_actions": [
+                    (reverse("admin:deliverability_plan_action", args=[plan.pk, name]), _PLAN_ACTIONS[name][1])
+                    for name in actions
+                ]
+                if can_change
+                else [],
+                "dashboard_url": reverse("admin:deliverability_sendingdomain_health", args=[plan.domain_id]),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        urls = [
+            path(
+                "<int:object_id>/<str:action>/",
+                self.admin_site.admin_view(self.action_view),
+                name="deliverability_plan_action",
+            )
+        ]
+        return urls + super().get_urls()
+
+    def action_view(self, request, object_id, action):
+        plan = get_object_or_404(ReputationRepairPlan.objects.select_related("domain"), pk=object_id)
+        if action not in _PLAN_ACTIONS:
+            raise Http404
+        if not request.user.has_perm("deliverability.change_reputationrepairplan"):
+            raise PermissionDenied
+        function, title, explanation = _PLAN_ACTIONS[action]
+        back = reverse("admin:deliverability_reputationrepairplan_change", args=[plan.pk])
+        form = PlanReasonForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                transition = function(plan, user=request.user, reason=form.cleaned_data["reason"], now=timezone.now())
+            except repair.PlanError as exc:
+                messages.error(request, str(exc))
+            else:
+                done = transition.get_kind_display().lower()
+                messages.success(request, f"{plan.domain}: {done}, step {transition.to_step}.")
+            return HttpResponseRedirect(back)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"{title}: {plan.domain}",
+            "explanation": explanation,
+            "form": form,
+            "button": title,
+            "back": back,
+        }
+        return TemplateResponse(request, "admin/deliverability/reason_form.html", context)
+
+
+@admin.register(SunsetCandidate)
+class SunsetCandidateAdmin(admin.ModelAdmin):
+    """Contacts who ignored a re-engagement campaign: staff review them and approve their suppression."""
+
+    list_display = ["email", "full_name", "engagement_status", "last_engaged", "last_sent"]
+    search_fields = ["email_normalized"]
+    search_help_text = "The start of an address."
+    list_filter = ["engagement_status"]
+    actions = ["approve"]
+    list_per_page = 100
+    show_full_result_count = False
+
+    def get_queryset(self, request):
+        return SunsetCandidate.objects.filter(pk__in=health.sunset_candidates(now=timezone.now()).values("pk"))
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip().lower()
+        return (queryset.filter(email_normalized__startswith=term) if term else queryset), False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Last engaged", ordering="last_engaged_at")
+    def last_engaged(self, contact: Contact) -> str:
+        return short_datetime(contact.last_engaged_at) if contact.last_engaged_at else "never"
+
+    @admin.display(description="Last sent", ordering="last_sent_at")
+    def last_sent(self, contact: Contact) -> str:
+        return short_datetime(contact.last_sent_at)
+
+    def has_approve_permission(self, request):
+        return request.user.has_perm("deliverability.change_sunsetcandidate")
+
+    @admin.action(description="Approve sunset: suppress the selected contacts", permissions=["approve"])
+    def approve(self, request, queryset):
+        if "confirmed" not in request.POST:
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Suppress these contacts?",
+                "count": queryset.count(),
+                "queryset": queryset[:20],
+                "days": settings.SUNSET_AFTER_DAYS,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "select_across": request.POST.get("select_across", "0"),
+                "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            }
+            return TemplateResponse(request, "admin/deliverability/sunsetcandidate/approve.html", context)
+        count = health.approve_sunset(queryset, user=request.user, now=timezone.now())
+        messages.success(request, f"{count:,} addresses suppressed (unengaged sunset); they get no marketing email.")
+        return None
 
 
 @admin.register(DomainCheck)

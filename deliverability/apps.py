@@ -6,10 +6,10 @@ class DeliverabilityConfig(AppConfig):
     verbose_name = "Deliverability"
 
     def ready(self) -> None:
-        # The send pipeline (campaigns) signs, finds MX hosts and checks From addresses through
-        # these; campaigns cannot import this app, so it is plugged in here.
+        # The send pipeline (campaigns) signs, finds MX hosts, checks From addresses and asks
+        # about repair plans through these; campaigns cannot import this app, so it is plugged in here.
         from campaigns.extensions import FromCheck, extensions
-        from deliverability import dns_checks, readiness, signing
+        from deliverability import dns_checks, readiness, repair, signing
 
         def check_from_address(address: str) -> FromCheck:
             result = readiness.check_from_address(address)
@@ -21,6 +21,7 @@ class DeliverabilityConfig(AppConfig):
         extensions.envelope_from = readiness.envelope_from
         extensions.send_id_from_return_path = readiness.send_id_from_return_path
         extensions.uses_esp = readiness.uses_esp
+        extensions.repair_limit = repair.gate_limit
 
         # Signing keys and envelope domains are cached per process for a minute; a change made
         # in this process takes effect at once.

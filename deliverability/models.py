@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from crm.models import Contact
 from deliverability.domains import Level, combination_findings, normalize_domain
 from deliverability.esps import ESPS, Transport
 
@@ -239,3 +240,274 @@ class DomainAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.domain}: {self.get_record_display()} fails"
+
+
+class Severity(models.TextChoices):
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class HealthAlertKind(models.TextChoices):
+    OPEN_RATE_LOW = "open_rate_low", "Open rate below the critical threshold"
+    OPEN_RATE_DROP = "open_rate_drop", "Open rate dropped against its baseline"
+    BAD_SEND = "bad_send", "Campaign paused by the bad-send guard"
+
+
+DOMAIN_ALERT_KINDS = [HealthAlertKind.OPEN_RATE_LOW, HealthAlertKind.OPEN_RATE_DROP]
+
+
+class HealthAlertQuerySet(models.QuerySet):
+    def unresolved(self) -> HealthAlertQuerySet:
+        return self.filter(resolved_at=None)
+
+    def needing_attention(self) -> HealthAlertQuerySet:
+        return self.filter(resolved_at=None, acknowledged_at=None)
+
+
+class HealthAlert(models.Model):
+    """A sender-health problem the jobs found: a domain's open rate, or a campaign's bad send.
+
+    It stays unresolved while the problem lasts (the jobs resolve it); staff acknowledge it to
+    say they have seen it. At most one unresolved alert per domain and kind, and per campaign.
+    """
+
+    domain = models.ForeignKey(
+        SendingDomain, null=True, blank=True, on_delete=models.CASCADE, related_name="health_alerts"
+    )
+    campaign = models.ForeignKey(
+        "campaigns.Campaign", null=True, blank=True, on_delete=models.CASCADE, related_name="health_alerts"
+    )
+    kind = models.CharField(max_length=16, choices=HealthAlertKind)
+    severity = models.CharField(max_length=8, choices=Severity)
+    summary = models.CharField(max_length=300)
+    metrics = models.JSONField(default=dict, blank=True, help_text="The figures that raised it.")
+    raised_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = HealthAlertQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-raised_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["domain", "kind"],
+                condition=models.Q(resolved_at=None, kind__in=DOMAIN_ALERT_KINDS),
+                name="one_unresolved_health_alert_per_domain",
+            ),
+            models.UniqueConstraint(
+                fields=["campaign"],
+                condition=models.Q(resolved_at=None, kind=HealthAlertKind.BAD_SEND),
+                name="one_unresolved_bad_send_alert_per_campaign",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign or self.domain}: {self.summary}"
+
+
+class DailyMetrics(models.Model):
+    """One sending domain's outcomes on one day (UTC), counted by the day they happened.
+
+    Written by deliverability.health.roll_up_daily_metrics; the open-rate evaluation, the repair
+    plan's completion and the dashboard read these rows, never the event table.
+    """
+
+    domain = models.ForeignKey(SendingDomain, on_delete=models.CASCADE, related_name="daily_metrics")
+    day = models.DateField()
+    sent = models.PositiveIntegerField(
+        default=0, help_text="Handed over with a result: accepted, delivered, bounced or not sent (not deferrals)."
+    )
+    delivered = models.PositiveIntegerField(default=0)
+    not_sent = models.PositiveIntegerField(default=0)
+    hard_bounces = models.PositiveIntegerField(default=0)
+    soft_bounces = models.PositiveIntegerField(default=0)
+    bounce_categories = models.JSONField(
+        default=dict, blank=True, help_text='Bounces by category: {"unknown_user": {"hard": 3, "soft": 0}, …}.'
+    )
+    human_opens = models.PositiveIntegerField(default=0, help_text="Messages a person opened (each once a day).")
+    machine_opens = models.PositiveIntegerField(default=0, help_text="Opens by proxies, scanners and prefetchers.")
+    clicks = models.PositiveIntegerField(default=0, help_text="Messages a person clicked in (each once a day).")
+    complaints = models.PositiveIntegerField(default=0)
+    unsubscribes = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "daily metrics"
+        ordering = ["domain", "day"]
+        constraints = [models.UniqueConstraint(fields=["domain", "day"], name="one_daily_metrics_per_domain_day")]
+
+    def __str__(self) -> str:
+        return f"{self.domain} on {self.day}"
+
+    @staticmethod
+    def rate(count: int, base: int) -> float | None:
+        """count / base, or None when there is no base."""
+        return count / base if base else None
+
+    @property
+    def delivery_rate(self) -> float | None:
+        return self.rate(self.delivered, self.sent)
+
+    @property
+    def bounce_rate(self) -> float | None:
+        return self.rate(self.hard_bounces + self.soft_bounces, self.sent)
+
+    @property
+    def hard_bounce_rate(self) -> float | None:
+        return self.rate(self.hard_bounces, self.sent)
+
+    @property
+    def open_rate(self) -> float | None:
+        return self.rate(self.human_opens, self.delivered)
+
+    @property
+    def click_rate(self) -> float | None:
+        return self.rate(self.clicks, self.delivered)
+
+    @property
+    def complaint_rate(self) -> float | None:
+        return self.rate(self.complaints, self.delivered)
+
+    @property
+    def unsubscribe_rate(self) -> float | None:
+        return self.rate(self.unsubscribes, self.delivered)
+
+
+class EvaluationStatus(models.TextChoices):
+    HEALTHY = "healthy", "Healthy"
+    LOW = "low", "Below the critical open rate"
+    DROPPED = "dropped", "Dropped against the baseline"
+    INSUFFICIENT = "insufficient", "Not enough deliveries to judge"
+
+
+class HealthEvaluation(models.Model):
+    """A sending domain's daily open-rate evaluation: the rolling window's human open rate and its verdict."""
+
+    domain = models.ForeignKey(SendingDomain, on_delete=models.CASCADE, related_name="evaluations")
+    day = models.DateField(help_text="The day of the evaluation.")
+    window_start = models.DateField()
+    window_end = models.DateField(help_text="The first day after the window (the last hours are left out).")
+    delivered = models.PositiveIntegerField()
+    human_opens = models.PositiveIntegerField()
+    open_rate = models.FloatField(null=True, blank=True)
+    baseline_delivered = models.PositiveIntegerField()
+    baseline_open_rate = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=EvaluationStatus)
+    low_streak = models.PositiveSmallIntegerField(
+        default=0, help_text="Consecutive daily evaluations below the critical open rate, this one included."
+    )
+    evaluated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["domain", "day"]
+        constraints = [models.UniqueConstraint(fields=["domain", "day"], name="one_evaluation_per_domain_day")]
+
+    def __str__(self) -> str:
+        return f"{self.domain} on {self.day}: {self.get_status_display()}"
+
+
+class PlanStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    ENDED = "ended", "Ended by staff"
+
+
+OPEN_PLAN_STATUSES = [PlanStatus.ACTIVE, PlanStatus.PAUSED]
+
+
+class ReputationRepairPlan(models.Model):
+    """A sending domain's way back to the inbox: mail the most engaged contacts first, step by step.
+
+    The steps and their rules live in deliverability/repair.py; while the plan is active the send
+    gate keeps the domain's campaigns to the step's audience and daily volume.
+    """
+
+    domain = models.ForeignKey(SendingDomain, on_delete=models.CASCADE, related_name="repair_plans")
+    status = models.CharField(max_length=16, choices=PlanStatus, default=PlanStatus.ACTIVE)
+    step = models.PositiveSmallIntegerField(default=1)
+    step_started_at = models.DateTimeField()
+    started_at = models.DateTimeField()
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty: started by a critical alert.",
+    )
+    alert = models.ForeignKey(HealthAlert, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reason = models.TextField(help_text="Why the plan started.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    progress = models.JSONField(
+        default=dict, blank=True, help_text="The current step's figures at the last daily evaluation."
+    )
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["domain"],
+                condition=models.Q(status__in=OPEN_PLAN_STATUSES),
+                name="one_open_repair_plan_per_domain",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Repair plan for {self.domain} ({self.get_status_display().lower()})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_PLAN_STATUSES
+
+    def days_on_step(self, now) -> int:
+        return (now - self.step_started_at).days
+
+
+class TransitionKind(models.TextChoices):
+    STARTED = "started", "Started"
+    ADVANCED = "advanced", "Advanced"
+    STEPPED_BACK = "stepped_back", "Stepped back"
+    PAUSED = "paused", "Paused"
+    RESUMED = "resumed", "Resumed"
+    COMPLETED = "completed", "Completed"
+    ENDED = "ended", "Ended"
+
+
+class RepairPlanTransition(models.Model):
+    """One change of a repair plan, with what caused it: the log staff read on the plan's page."""
+
+    plan = models.ForeignKey(ReputationRepairPlan, on_delete=models.CASCADE, related_name="transitions")
+    kind = models.CharField(max_length=16, choices=TransitionKind)
+    from_step = models.PositiveSmallIntegerField(null=True, blank=True)
+    to_step = models.PositiveSmallIntegerField()
+    reason = models.TextField()
+    metrics = models.JSONField(default=dict, blank=True)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty: the daily evaluation.",
+    )
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.plan.domain}: {self.get_kind_display()} to step {self.to_step}"
+
+
+class SunsetCandidate(Contact):
+    """Contacts the sunset rule offers to staff for suppression (deliverability.health.sunset_candidates)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "sunset candidate"
+        verbose_name_plural = "sunset review"
