@@ -257,7 +257,14 @@ def _deliver(inbox: ConnectedInbox, message: EmailMessage, *, recipient: str) ->
 
 def _transaction(client: smtplib.SMTP, sender: str, recipient: str, raw: bytes) -> Delivery:
     # Step by step, not sendmail(): the reply to RCPT or DATA is what the sender must see.
-    options = ["SMTPUTF8"] if not recipient.isascii() and client.has_extn("smtputf8") else []
+    options = []
+    if not recipient.isascii():
+        # A non-ASCII mailbox name needs SMTPUTF8 (RFC 6531); without it the server cannot take it.
+        if not client.has_extn("smtputf8"):
+            return Delivery(
+                OneToOneStatus.NOT_SENT, None, "The mailbox's server does not accept internationalized addresses."
+            )
+        options.append("SMTPUTF8")
     code, text = client.mail(sender, options)
     if code == 250:
         code, text = client.rcpt(recipient)

@@ -92,10 +92,11 @@ class MailboxSmtpServer:
     Recipients whose local part starts with `nobody` are refused as unknown users at RCPT.
     """
 
-    def __init__(self, *, certificate: Certificate, username: str, password: str) -> None:
+    def __init__(self, *, certificate: Certificate, username: str, password: str, smtputf8: bool = True) -> None:
         self.certificate = certificate
         self.username = username
         self.password = password
+        self.smtputf8 = smtputf8
         self.port = 0
         self.received: list[Delivered] = []
         self._controller: _Controller | None = None
@@ -110,6 +111,7 @@ class MailboxSmtpServer:
             require_starttls=True,
             auth_require_tls=True,
             authenticator=self._authenticate,
+            enable_SMTPUTF8=self.smtputf8,
         )
         self._controller.start()
         self.port = self._controller.port

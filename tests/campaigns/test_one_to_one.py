@@ -22,6 +22,7 @@ from campaigns.models import (
 from crm.eligibility import Ineligibility
 from crm.models import Contact, EmailStatus, Suppression, SuppressionReason
 from tests.conftest import messages_of, subscriber
+from tests.mailboxes import MAILBOX_LOGIN, MAILBOX_PASSWORD, MailboxSmtpServer
 
 pytest_plugins = ["tests.mailbox_fixtures"]
 
@@ -140,6 +141,34 @@ def test_a_mailbox_that_cannot_be_reached_is_not_sent_and_says_why(ann, alice, c
     assert response.status_code == 200
     assert "Not sent: SMTP TLS: the certificate of 127.0.0.1 is not trusted" in response.content.decode()
     assert OneToOneEmail.objects.get().status == OneToOneStatus.NOT_SENT
+
+
+def test_an_internationalized_address_goes_with_smtputf8(ann, smtp_mailbox, now):
+    contact = Contact.objects.create(email="mallory.müller@bücher.example")
+
+    logged = onetoone.send_one_to_one(contact=contact, sender=ann, subject="Hallo", body="Hallo!", now=now)
+
+    assert logged.status == OneToOneStatus.SENT
+    assert smtp_mailbox.received[0].recipients == ["mallory.müller@xn--bcher-kva.example"]
+
+
+def test_an_internationalized_address_a_server_without_smtputf8_cannot_take_is_not_sent(
+    ann, certificate, trusted_certificate, now
+):
+    plain = MailboxSmtpServer(
+        certificate=certificate, username=MAILBOX_LOGIN, password=MAILBOX_PASSWORD, smtputf8=False
+    )
+    plain.start()
+    ConnectedInbox.objects.filter(user=ann).update(smtp_port=plain.port)
+    contact = Contact.objects.create(email="mallory.müller@bücher.example")
+    try:
+        logged = onetoone.send_one_to_one(contact=contact, sender=ann, subject="Hallo", body="Hallo!", now=now)
+    finally:
+        plain.stop()
+
+    assert logged.status == OneToOneStatus.NOT_SENT
+    assert logged.smtp_reply == "The mailbox's server does not accept internationalized addresses."
+    assert not plain.received
 
 
 def test_a_contact_who_asked_not_to_be_contacted_gets_nothing(ann, alice, client, smtp_mailbox):
