@@ -37,9 +37,9 @@ from django.db.models import Count, Exists, F, OuterRef
 from django.db.models.functions import Coalesce, Greatest
 
 from campaigns import machines
-from campaigns.models import EmailEvent, EventSource, EventType, Send, SendStatus
+from campaigns.models import Campaign, EmailEvent, EventSource, EventType, Send, SendStatus
 from crm import consent
-from crm.bulk import update_rows
+from crm.bulk import in_values, insert_rows, update_rows
 from crm.models import (
     ConsentMethod,
     Contact,
@@ -142,7 +142,7 @@ def _record(observations: list[Observation], *, now: datetime) -> list[EmailEven
     with transaction.atomic():
         sends = _locked_sends(_send_ids(fresh))
         machines.classify(fresh, sends, _recent_clicks(fresh, sends))
-        recorder = _Recorder(now)
+        recorder = _Recorder(now, _subscription_types(sends.values()))
         for observation in fresh:
             recorder.add(observation, sends.get(observation.send_id))
         update_rows(Send, list(recorder.changed.values()), STATUS_FIELDS + ENGAGEMENT_FIELDS)
@@ -160,7 +160,7 @@ def record_attempts(sends: list[Send], results: dict[int, Observation], *, field
     """
     with transaction.atomic():
         current = _locked_sends(set(results))
-        recorder = _Recorder(now)
+        recorder = _Recorder(now, _subscription_types(sends))
         for send in sends:
             earlier = current.get(send.pk)
             if earlier is None:
@@ -179,9 +179,9 @@ def _unseen(observations: list[Observation]) -> list[Observation]:
     event_ids = {o.event_id[:255] for o in observations if o.event_id}
     known: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     if event_ids:
-        for esp, event_id, kind, recipient in EmailEvent.objects.filter(esp_event_id__in=event_ids).values_list(
-            "esp", "esp_event_id", "type", "recipient"
-        ):
+        for esp, event_id, kind, recipient in EmailEvent.objects.filter(
+            esp_event_id__in=in_values(event_ids, "text")
+        ).values_list("esp", "esp_event_id", "type", "recipient"):
             known[(esp, event_id, kind)].add(recipient)
     fresh = []
     for observation in observations:
@@ -206,7 +206,9 @@ def _send_ids(observations: list[Observation]) -> set[int]:
     by_message_id: dict[str, int] = {}
     if unmatched:
         by_message_id = dict(
-            Send.objects.filter(message_id__in=unmatched).order_by("pk").values_list("message_id", "pk")
+            Send.objects.filter(message_id__in=in_values(unmatched, "text"))
+            .order_by("pk")
+            .values_list("message_id", "pk")
         )
     for observation in observations:
         if observation.send_id is None:
@@ -218,10 +220,14 @@ def _locked_sends(send_ids: set[int]) -> dict[int, Send]:
     """The sends, locked in id order (two batches about the same sends wait, never deadlock)."""
     if not send_ids:
         return {}
-    sends = (
-        Send.objects.select_for_update(of=("self",)).filter(pk__in=send_ids).select_related("campaign").order_by("pk")
-    )
+    sends = Send.objects.select_for_update().filter(pk__in=in_values(send_ids, "bigint")).order_by("pk")
     return {send.pk: send for send in sends}
+
+
+def _subscription_types(sends) -> dict[int, int]:
+    """Campaign id → its subscription type (what an unsubscribe from one of its messages leaves)."""
+    campaign_ids = {send.campaign_id for send in sends}
+    return dict(Campaign.objects.filter(pk__in=campaign_ids).values_list("pk", "subscription_type_id"))
 
 
 def _recent_clicks(observations: list[Observation], sends: dict[int, Send]) -> list[tuple[int, int | None, datetime]]:
@@ -247,8 +253,9 @@ def _earliest(current: datetime | None, candidate: datetime) -> datetime:
 class _Recorder:
     """Builds a batch's events and the actions they call for; `save` writes them."""
 
-    def __init__(self, now: datetime) -> None:
+    def __init__(self, now: datetime, subscription_types: dict[int, int]) -> None:
         self.now = now
+        self.subscription_types = subscription_types
         self.events: list[EmailEvent] = []
         self.changed: dict[int, Send] = {}
         self.newly_sent: list[int] = []
@@ -262,7 +269,12 @@ class _Recorder:
         self.engaged: dict[int, list[datetime | None]] = {}
 
     def add(self, observation: Observation, send: Send | None, *, own_attempt: bool = False) -> None:
+        # Every field given: a foreign key left out costs a default lookup per event.
         event = EmailEvent(
+            send_id=send.pk if send else None,
+            campaign_id=send.campaign_id if send else None,
+            contact_id=send.contact_id if send else None,
+            effect="",
             type=observation.type,
             source=observation.source,
             occurred_at=observation.occurred_at,
@@ -286,7 +298,6 @@ class _Recorder:
         if send is None:
             event.effect = "matched no message we sent"
             return
-        event.send_id, event.campaign_id, event.contact_id = send.pk, send.campaign_id, send.contact_id
         event.recipient = event.recipient or send.email
         if send.status not in _RANK:
             event.effect = f"ignored: the send was {send.get_status_display().lower()}"
@@ -348,7 +359,9 @@ class _Recorder:
             if observation.source == EventSource.UNSUBSCRIBE_LINK:
                 return ""  # the link's own view did the unsubscribing
             type_id = (
-                None if observation.unsubscribe_all or send.contact_id is None else send.campaign.subscription_type_id
+                None
+                if observation.unsubscribe_all or send.contact_id is None
+                else self.subscription_types.get(send.campaign_id)
             )
             self.unsubscribed[(send.email, send.contact_id, type_id)] = _reporter(observation)
             return "unsubscribed from all" if type_id is None else "unsubscribed"
@@ -358,7 +371,7 @@ class _Recorder:
         return ""
 
     def save(self) -> None:
-        EmailEvent.objects.bulk_create(self.events)
+        insert_rows(EmailEvent, self.events)
         _count_sent(self.newly_sent, now=self.now)
         _mark_engaged(self.engaged)
         _suppress_hard_bounces(list(self.hard_bounced.values()), now=self.now)

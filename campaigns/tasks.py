@@ -53,6 +53,11 @@ def process_webhook(envelope: dict) -> None:
     webhooks.process(envelope, now=timezone.now())
 
 
+def enqueue_webhook(envelope: dict) -> None:
+    """Hand an authenticated webhook to a worker (what the web process does before answering)."""
+    process_webhook.delay(envelope)
+
+
 @shared_task(ignore_result=True)
 def run_sequences() -> None:
     """Read connected inboxes for replies and bounces, then send the due sequence steps."""

@@ -6,7 +6,7 @@ to a link that was in that very email (a link id is registered per campaign when
 rendered; the MAC binds it to the send).
 
 The endpoints never wait for the database. A hit is pushed onto a Redis list
-(TRACKING_BUFFER_URL) and a worker records the list in batches through `events.record_events`,
+(campaigns/buffer.py) and a worker records the list in batches through `events.record_events`,
 so the endpoints keep answering while PostgreSQL is down and lose nothing: a batch leaves the
 list only after it was recorded, and each hit carries its own id, so a batch recorded twice
 (a worker that died before trimming the list) is still recorded once. Without a buffer, or
@@ -25,7 +25,6 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -37,6 +36,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
 
+from campaigns import buffer
 from campaigns.events import Observation, record_events
 from campaigns.models import Campaign, CampaignLink, EventSource, EventType
 from crm.links import absolute
@@ -271,20 +271,10 @@ class Hit:
         )
 
 
-@cache
-def _buffer(url: str) -> redis.Redis:
-    # Short timeouts: a Redis that does not answer must not hold up a pixel.
-    return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-
-
-def buffer() -> redis.Redis | None:
-    return _buffer(settings.TRACKING_BUFFER_URL) if settings.TRACKING_BUFFER_URL else None
-
-
 def capture(hit: Hit, *, now: datetime, schedule_drain) -> None:
     """Keep the hit: in the buffer (scheduling a drain when it was empty), else recorded at once."""
     hit = hit if hit.id else Hit(**{**hit.__dict__, "id": uuid.uuid4().hex})
-    client = buffer()
+    client = buffer.client()
     if client is not None:
         try:
             if client.rpush(BUFFER_KEY, hit.as_json()) == 1:
@@ -301,7 +291,7 @@ def drain(*, now: datetime, batch_size: int = 5000) -> int:
     One drainer at a time (a lock in Redis). A batch leaves the buffer only once recorded:
     if the database fails, the hits stay for the next drain.
     """
-    client = buffer()
+    client = buffer.client()
     if client is None:
         return 0
     token = secrets.token_hex(8)

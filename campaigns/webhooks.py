@@ -20,12 +20,14 @@ import hashlib
 import io
 import json
 import logging
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 
+import redis
 from anymail import urls as anymail_urls
 from anymail.exceptions import AnymailError, AnymailWebhookValidationFailure
 from anymail.signals import AnymailInboundEvent, AnymailTrackingEvent
@@ -38,7 +40,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.csrf import csrf_exempt
 
-from campaigns import bounces, inbound
+from campaigns import bounces, buffer, inbound
 from campaigns.events import Observation, record_events
 from campaigns.models import EventSource, EventType, PayloadKind, UnprocessedPayload
 
@@ -259,15 +261,42 @@ def _views() -> dict[str, type]:
     return {pattern.name: pattern.callback.view_class for pattern in anymail_urls.urlpatterns}
 
 
-def _request(envelope: dict) -> HttpRequest:
+_BODY_KEY = "deliverwell:webhook:{}"
+_BODY_SECONDS = 7 * 24 * 3600
+
+
+def park(body: bytes) -> dict:
+    """Where the worker finds the body: a key in the event buffer, or the body itself (base64).
+
+    A 1,000-event batch is half a megabyte; through the Celery message (JSON, then base64 again
+    on Redis) it would cost more than everything else the request does.
+    """
+    client = buffer.client()
+    if client is not None:
+        key = _BODY_KEY.format(uuid.uuid4().hex)
+        try:
+            client.set(key, body, ex=_BODY_SECONDS)
+            return {"body_key": key}
+        except redis.RedisError as exc:
+            logger.warning("Event buffer unavailable (%s): the webhook goes to the worker whole", exc)
+    return {"body": base64.b64encode(body).decode()}
+
+
+def _body(envelope: dict) -> bytes | None:
+    if "body" in envelope:
+        return base64.b64decode(envelope["body"])
+    client = buffer.client()
+    return client.get(envelope["body_key"]) if client is not None else None
+
+
+def _request(body: bytes, *, content_type: str, headers: dict[str, str]) -> HttpRequest:
     """The webhook request again, for the view's parser, from what the web process queued."""
-    body = base64.b64decode(envelope["body"])
     return WSGIRequest(
         {
-            **envelope["headers"],
+            **headers,
             "REQUEST_METHOD": "POST",
             "PATH_INFO": "/anymail/",
-            "CONTENT_TYPE": envelope["content_type"],
+            "CONTENT_TYPE": content_type,
             "CONTENT_LENGTH": str(len(body)),
             "SERVER_NAME": "localhost",
             "SERVER_PORT": "443",
@@ -281,11 +310,11 @@ class Unparsable(Exception):
     """anymail's parser refused the body; the message says why."""
 
 
-def _record(envelope: dict, *, now: datetime) -> int:
-    view_class = _views()[envelope["view"]]
+def _record(view_name: str, body: bytes, *, content_type: str, headers: dict[str, str], now: datetime) -> int:
+    view_class = _views()[view_name]
     view = view_class()
     try:
-        events = view.parse_events(_request(envelope))
+        events = view.parse_events(_request(body, content_type=content_type, headers=headers))
     except Exception as exc:
         raise Unparsable(f"{type(exc).__name__}: {exc}") from exc
     with batched() as collected:
@@ -299,10 +328,17 @@ def process(envelope: dict, *, now: datetime) -> int:
     """Parse a queued webhook with its anymail view and record its events; return how many.
 
     A body the parser refuses is kept as an UnprocessedPayload (and logged), not raised:
-    sending it again would fail the same way. Database errors are raised, for a retry.
+    sending it again would fail the same way. Database errors are raised, for a retry (the
+    parked body stays until the webhook was recorded).
     """
+    body = _body(envelope)
+    if body is None:
+        logger.error("The body of a %s webhook is gone from the event buffer (%s)", envelope["view"], envelope)
+        return 0
     try:
-        return _record(envelope, now=now)
+        recorded = _record(
+            envelope["view"], body, content_type=envelope["content_type"], headers=envelope["headers"], now=now
+        )
     except Unparsable as exc:
         logger.warning("Could not parse a %s webhook: %s", envelope["view"], exc)
         view_class = _views().get(envelope["view"])
@@ -311,24 +347,26 @@ def process(envelope: dict, *, now: datetime) -> int:
             esp=slugify(getattr(view_class, "esp_name", ""))[:32],
             content_type=envelope["content_type"][:255],
             headers={"view": envelope["view"], **envelope["headers"]},
-            body=base64.b64decode(envelope["body"]),
+            body=body,
             error=str(exc)[:5000],
             received_at=now,
         )
-        return 0
+        recorded = 0
+    if "body_key" in envelope:
+        buffer.client().delete(envelope["body_key"])
+    return recorded
 
 
 def retry_payload(payload: UnprocessedPayload, *, now: datetime) -> bool:
     """Process a kept payload again (after a fix, or once what it refers to exists); True if it worked."""
     try:
         if payload.kind == PayloadKind.WEBHOOK:
+            headers = {name: value for name, value in payload.headers.items() if name.startswith("HTTP_")}
             _record(
-                {
-                    "view": payload.headers.get("view", ""),
-                    "content_type": payload.content_type,
-                    "headers": {name: value for name, value in payload.headers.items() if name.startswith("HTTP_")},
-                    "body": base64.b64encode(bytes(payload.body)).decode(),
-                },
+                payload.headers.get("view", ""),
+                bytes(payload.body),
+                content_type=payload.content_type,
+                headers=headers,
                 now=now,
             )
         elif inbound.process_mail(bytes(payload.body), now=now, keep_failures=False).unreadable:
@@ -382,7 +420,7 @@ def accept_view(name: str, view_class: type, enqueue: Callable[[dict], None]):
                 for key, value in request.META.items()
                 if key.startswith("HTTP_") and key not in _PRIVATE_HEADERS and isinstance(value, str)
             },
-            "body": base64.b64encode(body).decode(),
+            **park(body),
         }
         try:
             enqueue(envelope)

@@ -441,10 +441,10 @@ TRACKING_PREFETCH_SECONDS = env_int("TRACKING_PREFETCH_SECONDS", 2, minimum=0)
 TRACKING_SCANNER_SECONDS = env_int("TRACKING_SCANNER_SECONDS", 10, minimum=0)
 TRACKING_BURST_LINKS = env_int("TRACKING_BURST_LINKS", 3, minimum=2)
 TRACKING_BURST_SECONDS = env_int("TRACKING_BURST_SECONDS", 5, minimum=1)
-# Open and click hits wait in this Redis list and are written in batches by a worker, so the
-# endpoints answer without the database (and keep answering while it is briefly down).
-# Empty: every hit is written at once (local runs without Redis).
-TRACKING_BUFFER_URL = env_url("TRACKING_BUFFER_URL", REDIS_URL, schemes={"", "redis", "rediss", "unix"})
+# Open and click hits and ESP webhook bodies wait in this Redis and are written in batches by a
+# worker, so the endpoints answer without the database (and keep answering while it is briefly
+# down). Give it persistence in production. Empty: hits are written at once, webhooks queued whole.
+EVENT_BUFFER_URL = env_url("EVENT_BUFFER_URL", REDIS_URL, schemes={"", "redis", "rediss", "unix"})
 # Distinct links registered per campaign; links beyond (personalized URLs) are left untracked.
 TRACKING_MAX_LINKS_PER_CAMPAIGN = env_int("TRACKING_MAX_LINKS_PER_CAMPAIGN", 500, minimum=1)
 UTM_SOURCE = env_str("UTM_SOURCE", "deliverwell")

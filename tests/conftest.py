@@ -15,6 +15,7 @@ from pathlib import Path
 
 import altcha
 import pytest
+import redis
 from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from django.core.cache import cache
@@ -87,8 +88,25 @@ def empty_cache():
 @pytest.fixture(autouse=True)
 def tracking_hits_written_at_once(settings):
     """Opens and clicks are recorded in the request; the buffer's own tests turn it on."""
-    settings.TRACKING_BUFFER_URL = ""
+    settings.EVENT_BUFFER_URL = ""
     tracking.LINKS.clear()
+
+
+BUFFER_URL = os.environ.get("EVENT_BUFFER_TEST_URL", "redis://127.0.0.1:6379/14")
+
+
+@pytest.fixture
+def event_buffer(settings):
+    """The event buffer in a Redis database of the tests' own, emptied before and after."""
+    client = redis.Redis.from_url(BUFFER_URL)
+    try:
+        client.ping()
+    except redis.RedisError:
+        _missing_part(f"needs Redis at {BUFFER_URL}")
+    client.flushdb()
+    settings.EVENT_BUFFER_URL = BUFFER_URL
+    yield client
+    client.flushdb()
 
 
 @pytest.fixture

@@ -17,17 +17,15 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import redis
 from django.conf import settings
 from django.core.cache.backends.redis import RedisCache
 
 from campaigns import pipeline, tracking
 from campaigns.models import CampaignLink, EmailEvent, EventType, Send, SendStatus
 from crm.models import Contact, EngagementStatus
-from tests.conftest import IN_CI
+from tests.conftest import BUFFER_URL
 
 HUMAN = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1"
-BUFFER_URL = os.environ.get("TRACKING_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
 @pytest.fixture
@@ -275,23 +273,7 @@ def test_a_head_request_is_a_link_checker(client, sent):
 # The hit buffer, against the real Redis on loopback.
 
 
-@pytest.fixture
-def hit_buffer(settings):
-    """The buffer in a Redis database of the tests' own, emptied before and after."""
-    client = redis.Redis.from_url(BUFFER_URL)
-    try:
-        client.ping()
-    except redis.RedisError:
-        if IN_CI:
-            pytest.fail(f"needs Redis at {BUFFER_URL} (CI must run this test)")
-        pytest.skip(f"needs Redis at {BUFFER_URL}")
-    client.flushdb()
-    settings.TRACKING_BUFFER_URL = BUFFER_URL
-    yield client
-    client.flushdb()
-
-
-def test_hits_wait_in_the_buffer_until_a_worker_records_them_once(sent, hit_buffer, now):
+def test_hits_wait_in_the_buffer_until_a_worker_records_them_once(sent, event_buffer, now):
     send, html, _ = sent
     pixel = re.search(r'<img src="([^"]+/t/o/[^"]+)"', html).group(1)
     hit = tracking.Hit(kind=EventType.OPEN, send_id=send.pk, at=now + timedelta(hours=1), user_agent=HUMAN, ip=None)
@@ -299,33 +281,33 @@ def test_hits_wait_in_the_buffer_until_a_worker_records_them_once(sent, hit_buff
 
     tracking.capture(hit, now=now, schedule_drain=lambda: scheduled.append(True))
     tracking.capture(hit, now=now, schedule_drain=lambda: scheduled.append(True))
-    waiting = hit_buffer.llen(tracking.BUFFER_KEY)
+    waiting = event_buffer.llen(tracking.BUFFER_KEY)
     recorded_before = EmailEvent.objects.filter(type=EventType.OPEN).count()
     drained = tracking.drain(now=now)
 
     assert (waiting, recorded_before, scheduled) == (2, 0, [True])
     assert drained == 2
     assert EmailEvent.objects.filter(type=EventType.OPEN, send=send).count() == 2
-    assert hit_buffer.llen(tracking.BUFFER_KEY) == 0
+    assert event_buffer.llen(tracking.BUFFER_KEY) == 0
     assert pixel  # the same hits the endpoint captures
 
 
-def test_a_batch_recorded_twice_is_recorded_once(sent, hit_buffer, now):
+def test_a_batch_recorded_twice_is_recorded_once(sent, event_buffer, now):
     send, _, _ = sent
     hit = tracking.Hit(EventType.OPEN, send.pk, now + timedelta(hours=1), HUMAN, None, id="hit-1")
-    hit_buffer.rpush(tracking.BUFFER_KEY, hit.as_json(), hit.as_json())
+    event_buffer.rpush(tracking.BUFFER_KEY, hit.as_json(), hit.as_json())
 
     tracking.drain(now=now)
-    hit_buffer.rpush(tracking.BUFFER_KEY, hit.as_json())  # a worker died before trimming the list
+    event_buffer.rpush(tracking.BUFFER_KEY, hit.as_json())  # a worker died before trimming the list
     tracking.drain(now=now)
 
     assert EmailEvent.objects.filter(type=EventType.OPEN).count() == 1
 
 
-def test_garbage_in_the_buffer_is_dropped_and_the_rest_recorded(sent, hit_buffer, now):
+def test_garbage_in_the_buffer_is_dropped_and_the_rest_recorded(sent, event_buffer, now):
     send, _, _ = sent
     hit = tracking.Hit(EventType.OPEN, send.pk, now + timedelta(hours=1), HUMAN, None, id="hit-2")
-    hit_buffer.rpush(tracking.BUFFER_KEY, b"\xff not json", b'["x"]', hit.as_json())
+    event_buffer.rpush(tracking.BUFFER_KEY, b"\xff not json", b'["x"]', hit.as_json())
 
     assert tracking.drain(now=now) == 1
     assert EmailEvent.objects.filter(type=EventType.OPEN).count() == 1
@@ -333,7 +315,7 @@ def test_garbage_in_the_buffer_is_dropped_and_the_rest_recorded(sent, hit_buffer
 
 def test_without_redis_a_hit_is_recorded_at_once(client, sent, settings):
     _, html, _ = sent
-    settings.TRACKING_BUFFER_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    settings.EVENT_BUFFER_URL = "redis://127.0.0.1:1/0"  # nothing listens there
 
     response = client.get(path_of(next(link for link in hrefs(html) if "/t/c/" in link)), HTTP_USER_AGENT=HUMAN)
 
@@ -348,7 +330,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.postgres
-def test_the_endpoints_answer_and_lose_nothing_while_the_database_is_down(sent, hit_buffer, now, tmp_path):
+def test_the_endpoints_answer_and_lose_nothing_while_the_database_is_down(sent, event_buffer, now, tmp_path):
     send, html, _ = sent
     link = next(link for link in hrefs(html) if "/t/c/" in link)
     pixel = re.search(r'<img src="([^"]+/t/o/[^"]+)"', html).group(1)
@@ -360,7 +342,7 @@ def test_the_endpoints_answer_and_lose_nothing_while_the_database_is_down(sent, 
         **os.environ,
         "DATABASE_URL": "postgres://postgres@127.0.0.1:1/gone",  # PostgreSQL is down
         "REDIS_URL": cache_url,
-        "TRACKING_BUFFER_URL": BUFFER_URL,
+        "EVENT_BUFFER_URL": BUFFER_URL,
         "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",  # so is the broker: the minute's beat job drains later
         "SECRET_KEY": settings.SECRET_KEY,
         "DEBUG": "false",
@@ -392,7 +374,7 @@ def test_the_endpoints_answer_and_lose_nothing_while_the_database_is_down(sent, 
 
     assert opened.status == 200 and opened.read() == tracking.PIXEL
     assert (redirected.value.code, redirected.value.headers["Location"]) == (302, "https://shop.example/sale")
-    assert hit_buffer.llen(tracking.BUFFER_KEY) == 2
+    assert event_buffer.llen(tracking.BUFFER_KEY) == 2
     assert tracking.drain(now=now + timedelta(hours=1)) == 2
     assert sorted(EmailEvent.objects.filter(send=send).values_list("type", flat=True)) == ["click", "delivered", "open"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from campaigns import events
+from campaigns import events, webhooks
 from campaigns.models import Campaign, EmailEvent, EventType, Send, SendStatus, UnprocessedPayload
 from crm.models import Contact, Suppression
 
@@ -357,3 +357,24 @@ def test_a_batch_of_events_is_recorded_together(client, campaign, now):
 
     assert Send.objects.filter(status=SendStatus.DELIVERED).count() == 50
     assert EmailEvent.objects.filter(type=EventType.DELIVERED).count() == 50
+
+
+def test_a_webhook_body_waits_in_the_event_buffer_until_it_is_recorded(
+    client, campaign, now, event_buffer, monkeypatch
+):
+    from campaigns import tasks
+
+    handed_to_esp(campaign, "noreply@example.com", "de212213-bb66-4302-8f3f-20acdb7a104e", now)
+    queued: list[dict] = []
+    monkeypatch.setattr(tasks.process_webhook, "delay", queued.append)
+
+    response = post(client, "sendgrid_bounce.json")
+    [envelope] = queued
+    parked = event_buffer.get(envelope["body_key"])
+    webhooks.process(envelope, now=now)
+
+    assert response.status_code == 200
+    assert "body" not in envelope
+    assert parked == (WEBHOOKS / "sendgrid_bounce.json").read_bytes()
+    assert EmailEvent.objects.get().type == EventType.HARD_BOUNCE
+    assert event_buffer.get(envelope["body_key"]) is None
