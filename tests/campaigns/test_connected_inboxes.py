@@ -211,3 +211,54 @@ def test_the_test_connection_action_says_what_failed(ann, client, now):
 
     (message,) = messages_of(response)
     assert message.startswith("Ann Sales <ann@sales.example.com>: failed. SMTP Connection: 127.0.0.1 refused")
+
+
+def test_staff_connect_their_own_inbox_in_the_admin(marketer, client, smtp_mailbox, trusted_certificate, now):
+    client.force_login(marketer)
+    form = {
+        "kind": "connected",
+        "from_name": "Mia Marketer",
+        "from_email": "mia@sales.example.com",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp_mailbox.port,
+        "smtp_security": "starttls",
+        "smtp_username": "ann@sales.example.com",
+        "smtp_password": MAILBOX_PASSWORD,
+        "imap_host": "",
+        "imap_port": 993,
+        "imap_security": "tls",
+        "imap_username": "",
+        "imap_folder": "INBOX",
+        "imap_sent_folder": "",
+    }
+
+    response = client.post(reverse("admin:campaigns_connectedinbox_add"), form)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    inbox = inbox_of(marketer)
+    assert inbox.smtp_password() == MAILBOX_PASSWORD
+    assert inboxes.check_connection(inbox, now=now).ok
+    # One inbox each: no second one.
+    assert client.get(reverse("admin:campaigns_connectedinbox_add")).status_code == 403
+
+
+def test_a_connected_inbox_needs_its_smtp_password(marketer, client):
+    client.force_login(marketer)
+    form = {
+        "kind": "connected",
+        "from_name": "Mia",
+        "from_email": "mia@sales.example.com",
+        "smtp_host": "smtp.sales.example.com",
+        "smtp_port": 587,
+        "smtp_security": "starttls",
+        "smtp_username": "mia",
+        "smtp_password": "",
+        "imap_port": 993,
+        "imap_security": "tls",
+        "imap_folder": "INBOX",
+    }
+
+    response = client.post(reverse("admin:campaigns_connectedinbox_add"), form)
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {"smtp_password": ["Enter the password for the SMTP user."]}
