@@ -453,6 +453,26 @@ STATS_REFRESH_DAYS = env_int("STATS_REFRESH_DAYS", 30, minimum=1)
 # ESP webhooks: bodies larger than this are refused (413) before anything is parsed.
 WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 
+# One-to-one email from staff members' connected inboxes, and sequences (not marketing email).
+# The same text (before personalization) to more than this many contacts within an hour is
+# bulk email disguised as one-to-one: refused, with the advice to use a campaign.
+ONE_TO_ONE_BULK_LIMIT = env_int("ONE_TO_ONE_BULK_LIMIT", 20, minimum=1)
+# A mailbox's SMTP or IMAP server that does not answer within this many seconds has failed.
+ONE_TO_ONE_TIMEOUT_SECONDS = env_int("ONE_TO_ONE_TIMEOUT_SECONDS", 20, minimum=1)
+# Certificates (PEM) to trust besides the system's, for mailbox servers with a private CA.
+ONE_TO_ONE_CA_FILE = env_str("ONE_TO_ONE_CA_FILE", "")
+if ONE_TO_ONE_CA_FILE and not Path(ONE_TO_ONE_CA_FILE).is_file():
+    raise ImproperlyConfigured(f"ONE_TO_ONE_CA_FILE={ONE_TO_ONE_CA_FILE!r} is not a file.")
+# Sequence steps go out in business hours in the contact's time zone (contacts without one:
+# CAMPAIGN_DEFAULT_TIME_ZONE): from the start hour to the end hour on these ISO weekdays (1 = Monday).
+SEQUENCE_BUSINESS_HOURS_START = env_int("SEQUENCE_BUSINESS_HOURS_START", 9, minimum=0)
+SEQUENCE_BUSINESS_HOURS_END = env_int("SEQUENCE_BUSINESS_HOURS_END", 17, minimum=1)
+if not SEQUENCE_BUSINESS_HOURS_START < SEQUENCE_BUSINESS_HOURS_END <= 24:
+    raise ImproperlyConfigured("SEQUENCE_BUSINESS_HOURS_START must be before SEQUENCE_BUSINESS_HOURS_END (at most 24).")
+SEQUENCE_BUSINESS_DAYS = env_int_list("SEQUENCE_BUSINESS_DAYS", [1, 2, 3, 4, 5])
+if not SEQUENCE_BUSINESS_DAYS or any(day > 7 for day in SEQUENCE_BUSINESS_DAYS):
+    raise ImproperlyConfigured("SEQUENCE_BUSINESS_DAYS: ISO weekdays from 1 (Monday) to 7 (Sunday).")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
