@@ -23,6 +23,7 @@ from campaigns.models import (
 from crm import consent
 from crm.models import ConsentMethod, Contact, Suppression, SuppressionReason
 from tests.conftest import messages_of
+from tests.test_settings import load_settings
 
 pytest_plugins = ["tests.mailbox_fixtures"]
 
@@ -303,3 +304,18 @@ def test_the_beat_job_exists_after_migrate(db):
     job = PeriodicTask.objects.get(name="Read connected inboxes and send due sequence steps")
     assert job.task == "campaigns.tasks.run_sequences"
     assert job.crontab.minute == "*/5"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SEQUENCE_BUSINESS_HOURS_START": "18"}, "SEQUENCE_BUSINESS_HOURS_START must be before"),
+        ({"SEQUENCE_BUSINESS_DAYS": "1,8"}, "SEQUENCE_BUSINESS_DAYS: ISO weekdays"),
+        ({"ONE_TO_ONE_CA_FILE": "/nowhere/ca.pem"}, "ONE_TO_ONE_CA_FILE='/nowhere/ca.pem' is not a file"),
+        ({"ONE_TO_ONE_BULK_LIMIT": "0"}, "ONE_TO_ONE_BULK_LIMIT=0 must be at least 1"),
+    ],
+)
+def test_nonsense_in_the_one_to_one_settings_fails_at_start_up(tmp_path, env, message):
+    result = load_settings(tmp_path, **env)
+    assert result.returncode != 0
+    assert message in result.stderr
