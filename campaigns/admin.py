@@ -34,7 +34,7 @@ from campaigns.models import (
 from crm import admin as crm_admin
 from crm.addresses import normalize_address
 from crm.admin import RecordAdmin, short_datetime
-from crm.exporting import stream_csv
+from crm.exporting import CONTACT_RECORD_PARTS, stream_csv
 from crm.models import Contact, EngagementStatus
 from crm.pagination import EstimatedCountPaginator
 
@@ -648,5 +648,6 @@ def _event_style(event: EmailEvent) -> str:
 
 
 crm_admin.CONTACT_PANELS.append(timeline.timeline_panel)
+CONTACT_RECORD_PARTS["marketing_email"] = timeline.marketing_record
 
 from campaigns import admin_onetoone  # noqa: E402, F401

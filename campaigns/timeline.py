@@ -94,3 +94,47 @@ def timeline_panel(request, contact: Contact) -> str:
     return render_to_string(
         "admin/campaigns/timeline.html", {"entries": entries, "all_events": all_events}, request=request
     )
+
+
+def marketing_record(contact: Contact) -> dict:
+    """The contact's marketing emails and their events, for 'Everything we hold (JSON)'."""
+    return {
+        "sends": list(
+            Send.objects.filter(contact=contact)
+            .order_by("created_at", "pk")
+            .values(
+                "campaign__name",
+                "email",
+                "status",
+                "skip_reason",
+                "first_attempt_at",
+                "last_attempt_at",
+                "smtp_code",
+                "smtp_reply",
+                "bounce_category",
+                "opened_at",
+                "clicked_at",
+                "unsubscribed_at",
+                "complained_at",
+            )
+        ),
+        "events": list(
+            EmailEvent.objects.filter(contact_id=contact.pk)
+            .order_by("occurred_at", "pk")
+            .values(
+                "occurred_at",
+                "type",
+                "source",
+                "recipient",
+                "esp",
+                "bounce_category",
+                "smtp_code",
+                "smtp_reply",
+                "url",
+                "user_agent",
+                "ip_address",
+                "is_machine",
+                "machine_reason",
+            )
+        ),
+    }

@@ -7,7 +7,7 @@ as easily as ten.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from django.db import models
@@ -125,6 +125,11 @@ def write_xlsx(rows: Iterable[list[str]], header: list[str], path: Path) -> None
     workbook.save(path)
 
 
+# Other apps add what they hold about a contact (the emails sent, their events): name → callable
+# taking the contact and giving JSON-ready data. crm imports neither of them.
+CONTACT_RECORD_PARTS: dict[str, Callable[[Contact], object]] = {}
+
+
 def contact_record(contact: Contact) -> dict:
     """Everything we hold about one contact, for a data-subject access request."""
     fields = {
@@ -160,4 +165,5 @@ def contact_record(contact: Contact) -> dict:
                 "reason", "source", "note", "occurred_at", "created_at"
             )
         ),
+        **{name: part(contact) for name, part in CONTACT_RECORD_PARTS.items()},
     }

@@ -182,3 +182,18 @@ def test_a_viewer_sees_the_performance_page_but_cannot_start_anything(client, vi
 
     assert client.get(f"/admin/campaigns/campaign/{campaign.pk}/performance/").status_code == 200
     assert client.post(f"/admin/campaigns/campaign/{campaign.pk}/pause/").status_code == 403
+
+
+def test_everything_we_hold_includes_the_emails_sent_and_their_events(manager_client, sent_campaign):
+    _, people = sent_campaign
+
+    record = manager_client.get(f"/admin/crm/contact/{people['ada'].pk}/data.json").json()
+
+    [send] = record["marketing_email"]["sends"]
+    assert (send["campaign__name"], send["status"]) == ("November news", "delivered")
+    kinds = [event["type"] for event in record["marketing_email"]["events"]]
+    assert kinds == ["delivered", "open", "open", "click"]
+    assert {event["is_machine"] for event in record["marketing_email"]["events"] if event["type"] == "open"} == {
+        True,
+        False,
+    }
