@@ -99,7 +99,7 @@ class ConnectedInboxAdmin(admin.ModelAdmin):
     list_select_related = ["user"]
     search_fields = ["from_email", "from_name", "user__username"]
     actions = ["test_connection"]
-    readonly_fields = ["last_test_at", "last_test_result", "imap_read_at", "imap_problem"]
+    readonly_fields = ["last_test_at", "last_test_result", "imap_last_read", "imap_last_problem"]
     fieldsets = [
         (None, {"fields": ["user", "kind", "from_name", "from_email"]}),
         (
@@ -127,7 +127,7 @@ class ConnectedInboxAdmin(admin.ModelAdmin):
                 "contact). Reading never marks your mail as read.",
             },
         ),
-        ("Checks", {"fields": ["last_test_at", "last_test_result", "imap_read_at", "imap_problem"]}),
+        ("Checks", {"fields": ["last_test_at", "last_test_result", "imap_last_read", "imap_last_problem"]}),
     ]
 
     def get_queryset(self, request):
@@ -173,6 +173,14 @@ class ConnectedInboxAdmin(admin.ModelAdmin):
             "OK" if ok else "failed",
             short_datetime(inbox.last_test_at),
         )
+
+    @admin.display(description="IMAP last read")
+    def imap_last_read(self, inbox: ConnectedInbox) -> str:
+        return short_datetime(inbox.imap_read_at)
+
+    @admin.display(description="IMAP problem")
+    def imap_last_problem(self, inbox: ConnectedInbox) -> str:
+        return inbox.imap_problem or "—"
 
     @admin.display(description="IMAP read")
     def imap_read(self, inbox: ConnectedInbox) -> str:

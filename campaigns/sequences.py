@@ -188,7 +188,7 @@ def _send_step(enrollment: SequenceEnrollment, run: StepRun, *, now: datetime) -
             next_due_at=business_time(now + RETRY_NOT_SENT, enrollment.contact.time_zone)
         )
         return
-    if logged is not None and logged.status in {OneToOneStatus.REJECTED, OneToOneStatus.BOUNCED}:
+    if logged is not None and logged.status == OneToOneStatus.REJECTED:
         run.stopped += SequenceEnrollment.objects.filter(pk=enrollment.pk).stop(reason=StopReason.BOUNCED, now=now)
         return
     run.sent += logged is not None

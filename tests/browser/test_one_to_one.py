@@ -67,3 +67,19 @@ def test_a_rejection_is_shown_at_once_in_the_browser(page: Page, ann, smtp_mailb
     expect(page.locator("#content")).to_contain_text("Cannot send: Mail to nobody@customer.example hard-bounced")
     expect(page.get_by_role("button", name="Send now")).to_be_disabled()
     page.screenshot(path=artifacts / "one-to-one-rejected.png", full_page=True)
+
+
+def test_staff_test_their_inbox_connection_from_the_list(page: Page, ann, artifacts: Path) -> None:
+    log_in(page, "ann")
+
+    page.goto("/admin/campaigns/connectedinbox/")
+    page.get_by_role("checkbox", name="Select this object for an action").first.check()
+    page.get_by_role("combobox", name="Action").select_option(label="Test connection")
+    page.get_by_role("button", name="Go").click()
+
+    expect(page.locator(".messagelist")).to_contain_text("Ann Sales <ann@sales.example.com>: OK. SMTP: connected")
+    expect(page.locator("#result_list")).to_contain_text("OK")
+    page.screenshot(path=artifacts / "connected-inbox-tested.png", full_page=True)
+    page.get_by_role("link", name="Ann Sales <ann@sales.example.com>").click()
+    expect(page.get_by_label("SMTP password")).to_have_value("")  # never shown again
+    page.screenshot(path=artifacts / "connected-inbox-page.png", full_page=True)
