@@ -29,6 +29,7 @@ from campaigns.models import (
 )
 from crm import admin as crm_admin
 from crm.admin import RecordAdmin, short_datetime
+from crm.exporting import CONTACT_RECORD_PARTS
 from crm.models import Contact
 
 _STATUS_BADGE = '<span class="dw-badge dw-{}">{}</span>'
@@ -442,5 +443,6 @@ def enroll_in_sequence(modeladmin, request, queryset):
 
 
 crm_admin.CONTACT_TOOLS.append(contact_tools)
+CONTACT_RECORD_PARTS["one_to_one_email"] = timeline_onetoone.one_to_one_record
 crm_admin.CONTACT_ACTIONS.append(enroll_in_sequence)
 timeline.SOURCES.extend([timeline_onetoone.one_to_one_entries, timeline_onetoone.sequence_entries])

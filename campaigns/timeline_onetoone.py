@@ -85,3 +85,35 @@ def sequence_entries(contact: Contact, limit: int) -> list[Entry]:
                 detail += f" ({enrollment.stopped_by.get_username()})"
             entries.append(Entry(enrollment.ended_at, what, name, detail, style, url))
     return entries
+
+
+def one_to_one_record(contact: Contact) -> dict:
+    """The contact's one-to-one emails and sequence enrollments, for 'Everything we hold (JSON)'."""
+    return {
+        "emails": list(
+            OneToOneEmail.objects.filter(contact=contact)
+            .order_by("sent_at", "pk")
+            .values(
+                "sent_at",
+                "sender__username",
+                "inbox_label",
+                "email",
+                "subject",
+                "body",
+                "reply_to",
+                "status",
+                "smtp_code",
+                "smtp_reply",
+                "bounced_at",
+                "bounce_category",
+                "bounce_reply",
+                "replied_at",
+                "reply_subject",
+            )
+        ),
+        "sequence_enrollments": list(
+            SequenceEnrollment.objects.filter(contact=contact)
+            .order_by("enrolled_at", "pk")
+            .values("sequence__name", "enrolled_by__username", "status", "enrolled_at", "ended_at", "stop_reason")
+        ),
+    }

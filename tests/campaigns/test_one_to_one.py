@@ -105,6 +105,17 @@ def test_the_message_is_on_the_contacts_timeline(ann, alice, client, smtp_mailbo
     assert reverse("admin:campaigns_write", args=[alice.pk]) in page
 
 
+def test_everything_we_hold_includes_one_to_one_email(ann, alice, client, smtp_mailbox):
+    client.force_login(ann)
+    write(client, alice)
+
+    record = client.get(reverse("admin:crm_contact_data", args=[alice.pk])).json()
+
+    (email,) = record["one_to_one_email"]["emails"]
+    assert (email["subject"], email["sender__username"], email["status"]) == ("Quick question", "ann", "sent")
+    assert email["body"].startswith("Hi Alice,")
+
+
 def test_a_copy_goes_to_the_imap_sent_folder(ann, alice, client, imap_mailbox):
     client.force_login(ann)
     write(client, alice)
