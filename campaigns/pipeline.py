@@ -30,7 +30,7 @@ from campaigns import links as campaign_links
 from campaigns.extensions import extensions
 from campaigns.gate import annotate_refusal
 from campaigns.models import Campaign, CampaignStatus, EventSource, Send, SendStatus
-from campaigns.throttle import Throttle
+from campaigns.throttle import ConnectionLeases, Throttle
 from campaigns.transports import EspTransport, Handoff, Outgoing, Reply, SmtpTransport
 from crm import links
 from crm.eligibility import Ineligibility
@@ -410,11 +410,19 @@ def send_test(campaign: Campaign, *, contact: Contact, to: str) -> Reply:
 
 def smtp_transport() -> SmtpTransport:
     smarthost = (settings.CAMPAIGN_SMTP_HOST, settings.CAMPAIGN_SMTP_PORT) if settings.CAMPAIGN_SMTP_HOST else None
+    leases = ConnectionLeases(
+        default=settings.SEND_CONNECTIONS_PER_DOMAIN,
+        per_domain=settings.SEND_DOMAIN_CONNECTIONS,
+        # Longer than one message can take (connect, EHLO, STARTTLS, EHLO, MAIL, RCPT, DATA: up to
+        # nine replies): a live worker renews its leases before they lapse, a dead one's lapse.
+        seconds=10 * settings.CAMPAIGN_SMTP_TIMEOUT_SECONDS,
+    )
     return SmtpTransport(
         timeout=settings.CAMPAIGN_SMTP_TIMEOUT_SECONDS,
         mx_hosts=extensions.mx_hosts,
         smarthost=smarthost,
         port=settings.CAMPAIGN_SMTP_PORT,
+        leases=leases,
     )
 
 

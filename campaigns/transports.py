@@ -6,10 +6,16 @@ messages; connection set-up costs more than a message). Each message is its own
 MAIL/RCPT/DATA transaction because every message is personalized, so the reply to RCPT or
 DATA is that recipient's result. STARTTLS is used whenever offered, opportunistically and
 without certificate checks, as MTAs do (RFC 7435).
+
+Delivering to the recipients' MX hosts, a worker holds a lease per receiving domain it has a
+connection open to (campaigns.throttle.ConnectionLeases), so all workers together keep
+within each domain's connection limit. Through a smarthost there is no such limit: the
+smarthost queues and spreads the mail itself.
 """
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from collections.abc import Callable
@@ -19,6 +25,11 @@ from anymail.exceptions import AnymailError, AnymailRecipientsRefused
 from django.core.mail import EmailMessage, get_connection
 
 from campaigns.extensions import MxLookupFailed
+from campaigns.throttle import ConnectionLeases
+
+# RFC 5321 4.2: a reply line starts with a three-digit code whose first digit is 2 to 5.
+_REPLY_CODE = re.compile(rb"[2-5][0-9]{2}")
+_LONGEST_REPLY_LINE = 8192  # smtplib's own limit
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,46 @@ def _decoded(text: bytes | str) -> str:
     return text.decode("utf-8", "replace") if isinstance(text, bytes) else text
 
 
+class GarbledReply(smtplib.SMTPException):
+    """The server sent something that is not an SMTP reply; the connection is closed."""
+
+    def __init__(self, line: bytes) -> None:
+        super().__init__(repr(_decoded(line[:200]).strip()))
+
+
+class _SmtpClient(smtplib.SMTP):
+    """smtplib's client, except for how it reads a reply.
+
+    smtplib passes on a line without a reply code as code -1, and makes up "500 Line too
+    long." for an overlong line, which would read as a bounce. Here both end the connection
+    as a GarbledReply, and a server that goes silent raises TimeoutError, not a "connection
+    unexpectedly closed".
+    """
+
+    def getreply(self) -> tuple[int, bytes]:
+        if self.file is None:
+            self.file = self.sock.makefile("rb")
+        texts = []
+        while True:
+            try:
+                line = self.file.readline(_LONGEST_REPLY_LINE + 1)
+            except TimeoutError:
+                self.close()
+                raise
+            except OSError as exc:
+                self.close()
+                raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
+            if not line:
+                self.close()
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            if len(line) > _LONGEST_REPLY_LINE or not _REPLY_CODE.match(line):
+                self.close()
+                raise GarbledReply(line)
+            texts.append(line[4:].strip(b" \t\r\n"))
+            if line[3:4] != b"-":
+                return int(line[:3]), b"\n".join(texts)
+
+
 class SmtpTransport:
     def __init__(
         self,
@@ -49,12 +100,14 @@ class SmtpTransport:
         smarthost: tuple[str, int] | None = None,
         port: int = 25,
         local_hostname: str | None = None,
+        leases: ConnectionLeases | None = None,
     ) -> None:
         self.timeout = timeout
         self.mx_hosts = mx_hosts
         self.smarthost = smarthost
         self.port = port
         self.local_hostname = local_hostname
+        self.leases = None if smarthost else leases
         self.connections: dict[tuple[str, int], smtplib.SMTP] = {}
         self._tls = ssl.create_default_context()
         self._tls.check_hostname = False
@@ -73,6 +126,8 @@ class SmtpTransport:
             except (smtplib.SMTPException, OSError):
                 connection.close()
         self.connections.clear()
+        if self.leases is not None:
+            self.leases.release_all()
 
     def _hosts(self, recipient: str) -> list[tuple[str, int]] | Reply:
         if self.smarthost:
@@ -89,7 +144,7 @@ class SmtpTransport:
     def _connection(self, address: tuple[str, int]) -> smtplib.SMTP:
         connection = self.connections.get(address)
         if connection is None:
-            connection = smtplib.SMTP(timeout=self.timeout, local_hostname=self.local_hostname)
+            connection = _SmtpClient(timeout=self.timeout, local_hostname=self.local_hostname)
             connection.connect(*address)
             connection.ehlo()
             if connection.has_extn("starttls"):
@@ -103,10 +158,29 @@ class SmtpTransport:
         if connection is not None:
             connection.close()
 
+    def _lease(self, leases: ConnectionLeases, domain: str) -> Reply | None:
+        """Hold a lease on a connection to the domain; the reply to record when none came free in time."""
+        leases.renew()
+        if leases.take(domain):
+            return None
+        # A worker waiting while it holds other domains' leases could wait for one that waits for it.
+        self.close()
+        if leases.wait_for(domain, seconds=self.timeout):
+            return None
+        return Reply(
+            451,
+            f"4.4.5 Not tried: all {leases.limit(domain)} connections to {domain} allowed to our workers"
+            f" stayed in use for {self.timeout:g} s; trying again later",
+        )
+
     def deliver(self, outgoing: Outgoing) -> Reply:
         hosts = self._hosts(outgoing.recipient)
         if isinstance(hosts, Reply):
             return hosts
+        if self.leases is not None:
+            refused = self._lease(self.leases, outgoing.recipient.rpartition("@")[2])
+            if refused is not None:
+                return refused
         reply = Reply(None, "no receiving host")
         # The next MX is tried only when a host cannot be reached: a host that answers decides.
         for address in hosts:
@@ -114,6 +188,8 @@ class SmtpTransport:
                 return self._transaction(self._connection(address), outgoing)
             except TimeoutError:
                 reply = Reply(None, f"{address[0]} did not answer within {self.timeout:g} s")
+            except GarbledReply as exc:
+                reply = Reply(None, f"{address[0]} answered something that is not SMTP: {exc}")
             except smtplib.SMTPConnectError as exc:
                 reply = Reply(exc.smtp_code, _decoded(exc.smtp_error))
                 if 500 <= exc.smtp_code < 600:

@@ -141,6 +141,13 @@ def env_rates(name: str) -> dict[str, float]:
     return {str(domain).lower(): float(value) for domain, value in rates.items()}
 
 
+def env_limits(name: str) -> dict[str, int]:
+    limits = env_json_object(name, {})
+    if not all(isinstance(value, int) and not isinstance(value, bool) and value > 0 for value in limits.values()):
+        raise ImproperlyConfigured(f"{name}: every limit must be a positive whole number.")
+    return {str(domain).lower(): value for domain, value in limits.items()}
+
+
 def env_fernet_keys(name: str, default: list[str]) -> list[str]:
     keys = env_list(name, default)
     for key in keys:
@@ -417,6 +424,11 @@ if CAMPAIGN_DEFAULT_TIME_ZONE not in zoneinfo.available_timezones():
 # receiving domain as a JSON object such as {"gmail.com": 20, "outlook.com": 10}.
 SEND_RATE_PER_SECOND = env_int("SEND_RATE_PER_SECOND", 0, minimum=0)
 SEND_DOMAIN_RATES = env_rates("SEND_DOMAIN_RATES")
+# Open connections to one receiving domain's MX hosts, all workers together (direct SMTP without
+# a smarthost): a default, and limits per domain as a JSON object such as {"yahoo.com": 5}.
+# Postfix's default_destination_concurrency_limit is 20 too.
+SEND_CONNECTIONS_PER_DOMAIN = env_int("SEND_CONNECTIONS_PER_DOMAIN", 20, minimum=1)
+SEND_DOMAIN_CONNECTIONS = env_limits("SEND_DOMAIN_CONNECTIONS")
 # Warming up a new dedicated IP: messages allowed per day, day by day from SEND_WARMUP_START
 # (YYYY-MM-DD); the last cap holds until the schedule is removed. Empty: no warm-up.
 SEND_WARMUP_DAILY_CAPS = env_int_list("SEND_WARMUP_DAILY_CAPS", [])

@@ -19,7 +19,8 @@ a JSON rules file goes before them:
         {"regex": ".*@blocked\\\\.example$", "reply": "554 5.7.1 Blocked"},
         {"prefix": "later", "reply": "451 4.7.1 Try again later", "times": 5},
         {"prefix": "sloth", "delay": 10},
-        {"prefix": "blackhole", "hold": true}
+        {"prefix": "blackhole", "hold": true},
+        {"prefix": "noise", "garble": true}
     ]}
 """
 
@@ -48,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 ACCEPT = "250 2.1.5 OK"
 QUEUED = "250 2.0.0 OK: queued"
+# What a broken server or a middlebox mangling the stream might send instead of a reply.
+GARBLED = "~#%&!? line noise, not an SMTP reply"
 DEFAULT_SLOW_SECONDS = 2.0
 # Longer than any sending client waits for a reply; the client hanging up ends the hold sooner.
 DEFAULT_TIMEOUT_HOLD_SECONDS = 600.0
@@ -83,6 +86,7 @@ class Rule:
     `times`: reply this way to the first N attempts at an address, then accept. A prefix rule
     takes N from digits right after the prefix when there are some (`defer5@` defers 5 times).
     `hold`: never answer the RCPT, so the client times out. `delay`: seconds before replying.
+    A reply of GARBLED (`"garble": true` in a rules file) is a line that is not SMTP at all.
     """
 
     kind: MatchKind
@@ -141,6 +145,7 @@ def default_rules(*, slow_seconds: float = DEFAULT_SLOW_SECONDS) -> list[Rule]:
         Rule(prefix, "defer", "451 4.7.1 Try again later", times=DEFAULT_TIMES),
         Rule(prefix, "busy", "421 4.7.0 Too many connections", times=DEFAULT_TIMES),
         Rule(prefix, "timeout", hold=True),
+        Rule(prefix, "garbled", GARBLED),
         Rule(prefix, "slow", delay=slow_seconds),
     ]
 
@@ -182,7 +187,7 @@ def parse_rule(entry: Any, number: int) -> Rule:
         raise RulesError(f"rule {number}: give exactly one of address, prefix or regex")
     kind = kinds[0]
     pattern = entry[kind.value]
-    unknown = set(entry) - {kind.value, "reply", "times", "delay", "hold"}
+    unknown = set(entry) - {kind.value, "reply", "times", "delay", "hold", "garble"}
     if unknown:
         raise RulesError(f"rule {number}: unknown keys {', '.join(sorted(unknown))}")
     if not isinstance(pattern, str) or not pattern:
@@ -201,10 +206,12 @@ def parse_rule(entry: Any, number: int) -> Rule:
     delay = entry.get("delay", 0)
     if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
         raise RulesError(f"rule {number}: delay must be a number of seconds")
-    hold = entry.get("hold", False)
-    if not isinstance(hold, bool):
-        raise RulesError(f"rule {number}: hold must be true or false")
-    return Rule(kind, pattern, reply, times=times, delay=float(delay), hold=hold)
+    hold, garble = entry.get("hold", False), entry.get("garble", False)
+    if not isinstance(hold, bool) or not isinstance(garble, bool):
+        raise RulesError(f"rule {number}: hold and garble must be true or false")
+    if garble and "reply" in entry:
+        raise RulesError(f"rule {number}: give a reply or garble, not both")
+    return Rule(kind, pattern, GARBLED if garble else reply, times=times, delay=float(delay), hold=hold)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from deliverability import signing
-from deliverability.isp_simulator import DkimResult, IspSimulator, Rules, RulesError, tls_context
+from deliverability.isp_simulator import GARBLED, DkimResult, IspSimulator, Rules, RulesError, tls_context
 from deliverability.models import KeyAlgorithm
 from tests.conftest import publish_key
 
@@ -131,6 +131,27 @@ def test_a_timeout_recipient_gets_no_answer_while_other_connections_are_served(s
     assert simulator.wait_for_messages(1)[0].rcpts == ("reader@example.net",)
 
 
+def test_a_garbled_recipient_gets_line_noise_instead_of_a_reply(simulator):
+    with socket.create_connection(("127.0.0.1", simulator.port), timeout=5) as raw:
+        replies = raw.makefile("rb")
+        greeting = replies.readline()
+        raw.sendall(b"HELO client.example\r\nMAIL FROM:<bounces@news.example.com>\r\n")
+        helo, mail = replies.readline(), replies.readline()
+        raw.sendall(b"RCPT TO:<garbled1@example.net>\r\n")
+
+        assert [line[:3] for line in (greeting, helo, mail)] == [b"220", b"250", b"250"]
+        assert replies.readline() == GARBLED.encode() + b"\r\n"
+
+
+def test_a_rules_file_can_garble_the_reply_to_a_recipient(tmp_path):
+    rules_file = tmp_path / "rules.json"
+    rules_file.write_text(json.dumps({"rules": [{"prefix": "noise", "garble": True}]}))
+
+    [rule] = [rule for rule in Rules.from_file(rules_file).rules if rule.pattern == "noise"]
+
+    assert rule.reply_for("noise@example.net", 1) == GARBLED
+
+
 def test_a_slow_recipient_is_accepted_after_the_delay(simulator):
     started = time.monotonic()
     assert send(simulator, "slow@example.net") == {}
@@ -173,6 +194,8 @@ def test_a_rules_file_goes_before_the_defaults(tmp_path):
         ('{"rules": [{"prefix": "x", "regex": "y"}]}', "rule 1: give exactly one of"),
         ('{"rules": [{"regex": "("}]}', "rule 1: bad regex"),
         ('{"rules": [{"prefix": "x", "times": -1}]}', "rule 1: times must be"),
+        ('{"rules": [{"prefix": "x", "garble": true, "reply": "250 OK"}]}', "rule 1: give a reply or garble"),
+        ('{"rules": [{"prefix": "x", "garble": "yes"}]}', "rule 1: hold and garble must be true or false"),
     ],
 )
 def test_a_bad_rules_file_is_refused_with_the_reason(tmp_path, content, problem):
