@@ -71,17 +71,14 @@ def annotate_refusal(contacts: models.QuerySet[Contact], campaign: Campaign, *, 
                 output_field=models.CharField(),
             )
         )
+    # An empty audience filter is everyone (a re-permission campaign on the plan's last step).
+    outside = [When(~limit.audience, then=Value(GateRefusal.REPAIR_PLAN.value))] if limit.audience else []
     # Coalesce, not a Case on `ineligibility IS NOT NULL`: every mention of an annotation repeats
     # its SQL (and its subqueries), and this one is mentioned again by the ranking below.
     contacts = contacts.alias(
         uncapped=Coalesce(
             "ineligibility",
-            Case(
-                capped,
-                When(~limit.audience, then=Value(GateRefusal.REPAIR_PLAN.value)),
-                default=Value(None),
-                output_field=models.CharField(),
-            ),
+            Case(capped, *outside, default=Value(None), output_field=models.CharField()),
             output_field=models.CharField(),
         )
     ).alias(

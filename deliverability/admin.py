@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -748,7 +749,7 @@ class ReputationRepairPlanAdmin(admin.ModelAdmin):
     def get_urls(self):
         urls = [
             path(
-                "<int:object_id>/<str:action>/",
+                "<int:object_id>/steer/<str:action>/",
                 self.admin_site.admin_view(self.action_view),
                 name="deliverability_plan_action",
             )
@@ -840,7 +841,8 @@ class SunsetCandidateAdmin(admin.ModelAdmin):
             }
             return TemplateResponse(request, "admin/deliverability/sunsetcandidate/approve.html", context)
         count = health.approve_sunset(queryset, user=request.user, now=timezone.now())
-        messages.success(request, f"{count:,} addresses suppressed (unengaged sunset); they get no marketing email.")
+        addresses = f"{count:,} address{pluralize(count, 'es')}"
+        messages.success(request, f"{addresses} suppressed (unengaged sunset): no more marketing email.")
         return None
 
 

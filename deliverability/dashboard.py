@@ -289,6 +289,7 @@ def dashboard(domain: SendingDomain, *, now: datetime) -> dict:
         "charts": charts(domain, today=now.date()),
         "evaluation": latest,
         "evaluation_rate": _percent(latest.open_rate) if latest else "—",
+        "window_last_day": latest.window_end - timedelta(days=1) if latest else None,
         "baseline_rate": _percent(latest.baseline_open_rate) if latest else "—",
         "health_alerts": health_alerts,
         "domain_alerts": domain_alerts,
