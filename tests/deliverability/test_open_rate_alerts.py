@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import pytest
 
 from campaigns.models import GateRefusal, SendStatus
-from deliverability import health
+from deliverability import health, repair
 from deliverability.models import (
     DailyMetrics,
     EvaluationStatus,
@@ -229,3 +229,60 @@ def test_running_the_evaluation_twice_raises_one_alert_and_one_plan(domain, time
     assert low_alerts().count() == 1
     assert ReputationRepairPlan.objects.count() == 1
     assert HealthEvaluation.objects.filter(day=today).count() == 1
+
+
+def test_after_the_alert_the_plan_advances_on_recovery_steps_back_on_a_relapse_and_completes(
+    domain, readers, newsletter, time_machine, settings, manager
+):
+    settings.REPAIR_PLAN_MIN_DELIVERED = 30
+    # The plan's daily caps keep this small list's windows under the default 400 deliveries.
+    settings.OPEN_RATE_MIN_DELIVERED = 100
+    live_through(range((ALERT_DAY - START).days), newsletter, time_machine)
+
+    def days(first: int, last: int, *, opened: int | None = None, open_share: float = 0.0) -> list:
+        """Nights and newsletters from ALERT_DAY + first to ALERT_DAY + last; the transitions of those nights."""
+        transitions = []
+        for offset in range(first, last + 1):
+            day = ALERT_DAY + timedelta(days=offset)
+            night = at(day, 2).replace(minute=40)
+            time_machine.move_to(night, tick=False)
+            health.roll_up_daily_metrics(now=night)
+            health.evaluate_open_rates(now=night)
+            transitions += [(offset, t.kind, t.to_step) for t in repair.progress_repair_plans(now=night)]
+            time_machine.move_to(at(day), tick=False)
+            deliver(
+                campaign(newsletter, f"News {day}"),
+                when=at(day),
+                opened=opened,
+                open_share=open_share,
+                clicked=CLICKERS,
+            )
+        return transitions
+
+    # Step 1: the three clickers the cap allows, two of them opening (67 %), for two weeks.
+    recovery = days(0, 14, opened=2)
+    # Step 2 (engaged within 30 days: the four clickers): nobody opens any more.
+    relapse = days(15, 24)
+    plan = ReputationRepairPlan.objects.get()
+    for _ in range(4):
+        repair.advance_plan(
+            plan, user=manager, reason="Seed tests show the inbox again.", now=at(ALERT_DAY + timedelta(days=25))
+        )
+    # Step 5: everyone engaged within 90 days, half of them opening.
+    completion = days(25, 60, open_share=0.5)
+
+    plan.refresh_from_db()
+    assert recovery == [(14, TransitionKind.ADVANCED, 2)]
+    # Judged from 30 deliveries: 4 a day from day 14, the last 48 hours left out.
+    assert relapse == [(24, TransitionKind.STEPPED_BACK, 1)]
+    [(completed_on, kind, _)] = completion
+    assert kind == TransitionKind.COMPLETED and completed_on >= 25 + 14
+    assert plan.status == PlanStatus.COMPLETED
+    assert plan.transitions.get(kind=TransitionKind.COMPLETED).metrics["healthy_days"] == 14
+    assert [t.kind for t in plan.transitions.order_by("at", "id")] == [
+        TransitionKind.STARTED,
+        TransitionKind.ADVANCED,
+        TransitionKind.STEPPED_BACK,
+        *[TransitionKind.ADVANCED] * 4,
+        TransitionKind.COMPLETED,
+    ]
