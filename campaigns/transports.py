@@ -267,4 +267,6 @@ class EspTransport:
         recipient_status = status.recipients.get(recipient.lower()) or status.recipients.get(recipient)
         if recipient_status is None:
             return Handoff(status.status.pop() if len(status.status or ()) == 1 else "unknown", "", "")
-        return Handoff(recipient_status.status or "unknown", recipient_status.message_id or "", "")
+        # ESPs give their id as text; anymail's test backend gives its outbox index, an int.
+        message_id = "" if recipient_status.message_id is None else str(recipient_status.message_id)
+        return Handoff(recipient_status.status or "unknown", message_id, "")

@@ -110,3 +110,16 @@ def test_an_esp_outage_defers_the_send_for_a_retry(november, newsletter, postmar
     assert send.status == SendStatus.DEFERRED
     assert send.smtp_reply.startswith("4.3.0 The ESP's API failed")
     assert send.due_at > now
+
+
+def test_anymails_test_backend_hands_over_and_its_numeric_message_id_is_kept_as_text(
+    november, alice, postmark, settings, now, manager
+):
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    pipeline.start_campaign(november, user=manager, now=now)
+
+    pipeline.send_batch(pipeline.claim(november.pk, now=now, limit=10), now=now)
+
+    send = november.sends.get()
+    assert send.status == SendStatus.ACCEPTED
+    assert send.message_id.isdigit()
