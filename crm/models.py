@@ -76,6 +76,8 @@ class Contact(models.Model):
     do_not_contact = models.BooleanField(
         "Do not contact",
         default=False,
+        # Also a database default: set-based inserts (imports) that name no value for it stay valid.
+        db_default=False,
         help_text="The person asked not to be contacted at all: no marketing email and no one-to-one email.",
     )
 

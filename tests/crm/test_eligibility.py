@@ -6,6 +6,7 @@ import random
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 
 from crm import consent, suppression
 from crm.eligibility import Ineligibility, annotate_ineligibility, eligible_contacts, marketing_ineligibility
@@ -131,3 +132,15 @@ def test_the_per_contact_and_sql_forms_agree_on_every_contact(newsletter, now, i
     assert set(in_sql.values()) >= {None, *[r.value for r in Ineligibility if r != "type_inactive"]} - (
         {"unengaged"} if include_unengaged else set()
     )
+
+
+def test_a_contact_inserted_set_based_without_the_flag_may_be_contacted(db):
+    # Imports insert contacts with one INSERT … SELECT that names its columns.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO crm_contact (email, email_normalized, is_role_address, first_name, last_name, company, "
+            "phone, time_zone, language, properties, source, created_at, updated_at, sends_since_engagement, "
+            "engagement_status, email_status) VALUES ('a@example.org', 'a@example.org', FALSE, '', '', '', '', '', "
+            "'', '{}', 'import', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 0, 'new', 'ok')"
+        )
+    assert Contact.objects.get(email_normalized="a@example.org").do_not_contact is False
