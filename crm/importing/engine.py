@@ -366,17 +366,17 @@ def _apply(job: ImportJob, table: str, counts: Counts, *, now: datetime) -> None
     counts.new = _execute(
         "INSERT INTO crm_contact (email, email_normalized, is_role_address, first_name, last_name, company, phone, "
         "time_zone, language, properties, source, created_at, updated_at, sends_since_engagement, "
-        "engagement_status, email_status) "
+        "engagement_status, do_not_contact, email_status) "
         "SELECT email, email_normalized, is_role, first_name, last_name, company, phone, time_zone, language, "
-        f"{_json('properties')}, 'import', %s, %s, 0, 'new', "
+        f"{_json('properties')}, 'import', %s, %s, 0, 'new', FALSE, "
         f"CASE WHEN status = 'cleaned' THEN 'hard_bounced' ELSE 'ok' END FROM {stage} s "
         "WHERE NOT duplicate "
         "AND (SELECT 1 FROM crm_contact c WHERE c.email_normalized = s.email_normalized) IS NULL "
-        "ORDER BY seq ON CONFLICT (email_normalized) DO NOTHING",
+        "ORDER BY email_normalized ON CONFLICT (email_normalized) DO NOTHING",
         [now, now],
     )
     for subscription_type in job.subscription_types.all():
-        counts.subscribed += _subscribe(job, stage, subscription_type.pk, source=source, now=now)
+        counts.subscribed += _subscribe(job, table, subscription_type.pk, source=source, now=now)
     counts.kept_out = _count(
         f"SELECT COUNT(*) FROM {stage} s WHERE NOT s.duplicate AND s.status = 'subscribed' AND EXISTS "
         "(SELECT 1 FROM crm_suppression x WHERE x.email = s.email_normalized)"
@@ -418,14 +418,20 @@ def _update_existing(job: ImportJob, stage: str, *, now) -> int:
     )
 
 
-def _subscribe(job: ImportJob, stage: str, type_id: int, *, source: str, now) -> int:
+def _subscribe(job: ImportJob, table: str, type_id: int, *, source: str, now) -> int:
     """Subscribe the rows the basis allows to one type; returns how many subscriptions changed."""
     if job.basis == ImportBasis.NONE:
         return 0
+    stage, candidates = _quote(table), _quote(f"{table}_candidates")
     evidence_rule = "" if job.basis == ImportBasis.ATTESTED else "AND s.has_evidence "
-    # The candidates: rows that may be subscribed, whose subscription is missing or pending,
-    # and who never withdrew consent for this type or for everything.
-    candidates = (
+    # The candidates are found once, before anything is written: rows that may be subscribed,
+    # whose subscription is missing or pending, and who never withdrew consent for this type or
+    # for everything. Asked inside the inserts, the consent log and subscriptions being written
+    # are also being searched, and a plan with a nested loop over them never ends.
+    _execute(f"DROP TABLE IF EXISTS {candidates}")
+    _execute(
+        f"CREATE TEMPORARY TABLE {candidates} AS "
+        "SELECT c.id AS contact_id, c.email_normalized, s.ip, s.evidence, s.optin_at "
         f"FROM {stage} s JOIN crm_contact c ON c.email_normalized = s.email_normalized "
         f"WHERE NOT s.duplicate AND s.status = 'subscribed' {evidence_rule}"
         "AND c.email_status = 'ok' AND c.unsubscribed_from_all_at IS NULL "
@@ -433,32 +439,37 @@ def _subscribe(job: ImportJob, stage: str, type_id: int, *, source: str, now) ->
         "AND NOT EXISTS (SELECT 1 FROM crm_subscription u WHERE u.contact_id = c.id "
         "AND u.subscription_type_id = %s AND u.status <> 'pending') "
         "AND NOT EXISTS (SELECT 1 FROM crm_consentrecord w WHERE w.contact_id = c.id AND w.action = 'withdrawn' "
-        "AND (w.subscription_type_id = %s OR w.subscription_type_id IS NULL))"
+        "AND (w.subscription_type_id = %s OR w.subscription_type_id IS NULL))",
+        [type_id, type_id],
     )
     attested = job.basis == ImportBasis.ATTESTED
     consent_text = job.attestation if attested else "Opt-in recorded by the source system (see evidence)."
     evidence = (
-        _merged_properties(_json("s.evidence"), _json("%s"), incoming_wins=True) if attested else _json("s.evidence")
+        _merged_properties(_json("k.evidence"), _json("%s"), incoming_wins=True) if attested else _json("k.evidence")
     )
     params = [json.dumps({"attestation": job.attestation})] if attested else []
+    # In address order, like the new contacts: the address indexes then grow at one end, and
+    # so do the indexes that lead with the contact (its ids follow the same order).
     changed = _execute(
         "INSERT INTO crm_consentrecord (contact_id, email, subscription_type_id, action, method, lawful_basis, "
         "source_detail, staff_user_id, consent_text, ip_address, user_agent, evidence, created_at) "
-        f"SELECT c.id, c.email_normalized, %s, 'granted', 'import', %s, %s, CAST(%s AS integer), %s, "
-        f"{'CAST(s.ip AS inet)' if connection.vendor == 'postgresql' else 's.ip'}, '', {evidence}, %s "
-        f"{candidates} ORDER BY s.seq",
-        [type_id, job.lawful_basis, source, job.created_by_id, consent_text, *params, now, type_id, type_id],
+        f"SELECT k.contact_id, k.email_normalized, %s, 'granted', 'import', %s, %s, CAST(%s AS integer), %s, "
+        f"{'CAST(k.ip AS inet)' if connection.vendor == 'postgresql' else 'k.ip'}, '', {evidence}, %s "
+        f"FROM {candidates} k ORDER BY k.email_normalized",
+        [type_id, job.lawful_basis, source, job.created_by_id, consent_text, *params, now],
     )
     _execute(
         "UPDATE crm_subscription SET status = 'subscribed', subscribed_at = %s, updated_at = %s "
-        f"WHERE subscription_type_id = %s AND status = 'pending' AND contact_id IN (SELECT c.id {candidates})",
-        [now, now, type_id, type_id, type_id],
+        "WHERE subscription_type_id = %s AND status = 'pending' "
+        f"AND contact_id IN (SELECT contact_id FROM {candidates})",
+        [now, now, type_id],
     )
     _execute(
         "INSERT INTO crm_subscription "
         "(contact_id, subscription_type_id, status, created_at, subscribed_at, updated_at) "
-        f"SELECT c.id, %s, 'subscribed', %s, COALESCE(s.optin_at, %s), %s {candidates} ORDER BY s.seq "
-        "ON CONFLICT (contact_id, subscription_type_id) DO NOTHING",
-        [type_id, now, now, now, type_id, type_id],
+        f"SELECT k.contact_id, %s, 'subscribed', %s, COALESCE(k.optin_at, %s), %s FROM {candidates} k "
+        "ORDER BY k.email_normalized ON CONFLICT (contact_id, subscription_type_id) DO NOTHING",
+        [type_id, now, now, now],
     )
+    _execute(f"DROP TABLE {candidates}")
     return changed
