@@ -399,7 +399,11 @@ def accept_view(name: str, view_class: type, enqueue: Callable[[dict], None]):
             return HttpResponse("Too large.", status=413, content_type="text/plain")
         request._body = body
         view = view_class()
-        if getattr(view, "basic_auth", None) and not request.META.get("HTTP_AUTHORIZATION"):
+        if not getattr(view, "basic_auth", None):
+            # anymail only warns; an unauthenticated webhook would let anyone suppress anyone.
+            logger.error("Refused a %s webhook: set ANYMAIL['WEBHOOK_SECRET'] to accept webhooks", name)
+            return HttpResponse("Webhooks are not set up here.", status=403, content_type="text/plain")
+        if not request.META.get("HTTP_AUTHORIZATION"):
             # Amazon SNS sends credentials only after a 401 that asks for them.
             response = HttpResponse("Authentication required.", status=401, content_type="text/plain")
             response["WWW-Authenticate"] = 'Basic realm="Anymail WEBHOOK_SECRET"'

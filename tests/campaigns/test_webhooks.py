@@ -378,3 +378,13 @@ def test_a_webhook_body_waits_in_the_event_buffer_until_it_is_recorded(
     assert parked == (WEBHOOKS / "sendgrid_bounce.json").read_bytes()
     assert EmailEvent.objects.get().type == EventType.HARD_BOUNCE
     assert event_buffer.get(envelope["body_key"]) is None
+
+
+def test_without_a_webhook_secret_nothing_is_accepted(client, db, settings):
+    settings.ANYMAIL = {}
+
+    response = post(client, "sendgrid_bounce.json", credentials="")
+
+    assert response.status_code == 403
+    assert not EmailEvent.objects.exists()
+    assert not UnprocessedPayload.objects.exists()
