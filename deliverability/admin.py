@@ -22,6 +22,7 @@ from campaigns import tasks as campaign_tasks
 from campaigns.models import Campaign, Send
 from crm.admin import short_datetime
 from crm.models import Contact
+from crm.pagination import EstimatedCountPaginator
 from deliverability import dashboard, dns_checks, health, records, repair, signing, tasks
 from deliverability.domains import Level
 from deliverability.esps import Transport
@@ -535,8 +536,8 @@ class HealthAlertAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
+    def has_acknowledge_permission(self, request):
+        return request.user.has_perm("deliverability.change_healthalert")
 
     @admin.display(description="Raised", ordering="raised_at")
     def raised(self, alert: HealthAlert) -> str:
@@ -561,7 +562,7 @@ class HealthAlertAdmin(admin.ModelAdmin):
         _warn_about_health(request, HealthAlert.objects.needing_attention())
         return super().changelist_view(request, extra_context)
 
-    @admin.action(description="Acknowledge selected alerts", permissions=["view"])
+    @admin.action(description="Acknowledge selected alerts", permissions=["acknowledge"])
     def acknowledge(self, request, queryset):
         count = queryset.filter(acknowledged_at=None).update(
             acknowledged_at=timezone.now(), acknowledged_by=request.user
@@ -796,10 +797,11 @@ class SunsetCandidateAdmin(admin.ModelAdmin):
     list_filter = ["engagement_status"]
     actions = ["approve"]
     list_per_page = 100
+    paginator = EstimatedCountPaginator
     show_full_result_count = False
 
     def get_queryset(self, request):
-        return SunsetCandidate.objects.filter(pk__in=health.sunset_candidates(now=timezone.now()).values("pk"))
+        return health.sunset_candidates(now=timezone.now(), contacts=SunsetCandidate.objects.all())
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip().lower()

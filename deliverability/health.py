@@ -48,6 +48,7 @@ from crm.models import Contact, EngagementStatus, Suppression, SuppressionReason
 from deliverability import repair
 from deliverability.chunks import in_chunks, update_in_chunks
 from deliverability.models import (
+    DOMAIN_ALERT_KINDS,
     DailyMetrics,
     EvaluationStatus,
     HealthAlert,
@@ -185,12 +186,12 @@ def mark_unengaged_contacts(*, now: datetime) -> int:
     )
 
 
-def sunset_candidates(*, now: datetime) -> QuerySet[Contact]:
+def sunset_candidates(*, now: datetime, contacts: QuerySet[Contact] | None = None) -> QuerySet[Contact]:
     """Contacts to offer for suppression: they ignored a re-engagement campaign for SUNSET_AFTER_DAYS.
 
     That is: unengaged, or not engaged within RECENTLY_ENGAGED_DAYS; handed a campaign that
     includes unengaged contacts at least SUNSET_AFTER_DAYS ago, with no human open or click
-    since; and not suppressed yet.
+    since; and not suppressed yet. Of `contacts` (default: all).
     """
     reengagement = Send.objects.filter(
         contact=OuterRef("pk"),
@@ -207,7 +208,8 @@ def sunset_candidates(*, now: datetime) -> QuerySet[Contact]:
         Exists(reengagement.filter(first_attempt_at__gt=OuterRef("last_engaged_at")))
     )
     return (
-        Contact.objects.filter(lapsed)
+        (Contact.objects.all() if contacts is None else contacts)
+        .filter(lapsed)
         .filter(ignored)
         .exclude(Exists(Suppression.objects.filter(email=OuterRef("email_normalized"))))
     )
@@ -236,22 +238,12 @@ def approve_sunset(contacts: QuerySet[Contact], *, user, now: datetime) -> int:
 
 
 @dataclass(frozen=True)
-class _Window:
+class Window:
     start: date
     end: date  # exclusive
 
-    def totals(self) -> dict[int, tuple[int, int]]:
-        """Sending domain id → (delivered, human opens) over the window."""
-        rows = (
-            DailyMetrics.objects.filter(day__gte=self.start, day__lt=self.end)
-            .values("domain_id")
-            .annotate(delivered=Sum("delivered"), opens=Sum("human_opens"))
-            .values_list("domain_id", "delivered", "opens")
-        )
-        return {domain_id: (delivered, opens) for domain_id, delivered, opens in rows}
 
-
-def evaluation_windows(moment: datetime) -> tuple[_Window, _Window]:
+def evaluation_windows(moment: datetime) -> tuple[Window, Window]:
     """(window, baseline) of the evaluation made at `moment`, in whole days.
 
     The window ends with the last whole day before the last OPEN_RATE_EXCLUDE_HOURS; the
@@ -259,15 +251,31 @@ def evaluation_windows(moment: datetime) -> tuple[_Window, _Window]:
     """
     end = (moment - timedelta(hours=settings.OPEN_RATE_EXCLUDE_HOURS)).date()
     start = end - timedelta(days=settings.OPEN_RATE_WINDOW_DAYS)
-    return _Window(start, end), _Window(start - timedelta(days=settings.OPEN_RATE_BASELINE_DAYS), start)
+    return Window(start, end), Window(start - timedelta(days=settings.OPEN_RATE_BASELINE_DAYS), start)
 
 
-def _verdict(delivered: int, opens: int, baseline: tuple[int, int]) -> tuple[str, bool]:
+def _totals(window: Window, baseline: Window) -> dict[int, tuple[int, int, int, int]]:
+    """Sending domain id → (delivered, human opens) in the window, then in the baseline: one query."""
+    in_window = Q(day__gte=window.start)
+    rows = (
+        DailyMetrics.objects.filter(day__gte=baseline.start, day__lt=window.end)
+        .values("domain_id")
+        .annotate(
+            window_delivered=Sum("delivered", filter=in_window),
+            window_opens=Sum("human_opens", filter=in_window),
+            baseline_delivered=Sum("delivered", filter=~in_window),
+            baseline_opens=Sum("human_opens", filter=~in_window),
+        )
+        .values_list("domain_id", "window_delivered", "window_opens", "baseline_delivered", "baseline_opens")
+    )
+    return {domain_id: tuple(value or 0 for value in values) for domain_id, *values in rows}
+
+
+def _verdict(delivered: int, opens: int, base_delivered: int, base_opens: int) -> tuple[str, bool]:
     """(status, dropped against the baseline) of one domain's window."""
     if delivered < settings.OPEN_RATE_MIN_DELIVERED:
         return EvaluationStatus.INSUFFICIENT, False
     rate = opens / delivered
-    base_delivered, base_opens = baseline
     dropped = base_delivered >= settings.OPEN_RATE_MIN_DELIVERED and rate < base_opens / base_delivered * (
         1 - settings.OPEN_RATE_DROP_PERCENT / 100
     )
@@ -276,32 +284,52 @@ def _verdict(delivered: int, opens: int, baseline: tuple[int, int]) -> tuple[str
     return (EvaluationStatus.DROPPED if dropped else EvaluationStatus.HEALTHY), dropped
 
 
-def _evaluate_day(day: date, moment: datetime, *, now: datetime) -> dict[int, tuple[HealthEvaluation, bool]]:
+_EVALUATION_FIELDS = [
+    "window_start",
+    "window_end",
+    "delivered",
+    "human_opens",
+    "open_rate",
+    "baseline_delivered",
+    "baseline_open_rate",
+    "status",
+    "low_streak",
+    "evaluated_at",
+]
+
+
+def _evaluate_day(
+    day: date, moment: datetime, domains: list[SendingDomain], *, now: datetime
+) -> list[tuple[HealthEvaluation, bool]]:
+    """Every domain's evaluation of `day`, as made at `moment`, written in one statement."""
     window, baseline = evaluation_windows(moment)
-    totals, baselines = window.totals(), baseline.totals()
+    totals = _totals(window, baseline)
     streaks = dict(HealthEvaluation.objects.filter(day=day - timedelta(days=1)).values_list("domain_id", "low_streak"))
-    results = {}
-    for domain_id in SendingDomain.objects.values_list("pk", flat=True):
-        delivered, opens = totals.get(domain_id, (0, 0))
-        base_delivered, base_opens = baselines.get(domain_id, (0, 0))
-        status, dropped = _verdict(delivered, opens, (base_delivered, base_opens))
-        evaluation, _ = HealthEvaluation.objects.update_or_create(
-            domain_id=domain_id,
+    results = []
+    for domain in domains:
+        delivered, opens, base_delivered, base_opens = totals.get(domain.pk, (0, 0, 0, 0))
+        status, dropped = _verdict(delivered, opens, base_delivered, base_opens)
+        evaluation = HealthEvaluation(
+            domain=domain,
             day=day,
-            defaults={
-                "window_start": window.start,
-                "window_end": window.end,
-                "delivered": delivered,
-                "human_opens": opens,
-                "open_rate": opens / delivered if delivered else None,
-                "baseline_delivered": base_delivered,
-                "baseline_open_rate": base_opens / base_delivered if base_delivered else None,
-                "status": status,
-                "low_streak": streaks.get(domain_id, 0) + 1 if status == EvaluationStatus.LOW else 0,
-                "evaluated_at": now,
-            },
+            window_start=window.start,
+            window_end=window.end,
+            delivered=delivered,
+            human_opens=opens,
+            open_rate=opens / delivered if delivered else None,
+            baseline_delivered=base_delivered,
+            baseline_open_rate=base_opens / base_delivered if base_delivered else None,
+            status=status,
+            low_streak=streaks.get(domain.pk, 0) + 1 if status == EvaluationStatus.LOW else 0,
+            evaluated_at=now,
         )
-        results[domain_id] = (evaluation, dropped)
+        results.append((evaluation, dropped))
+    HealthEvaluation.objects.bulk_create(
+        [evaluation for evaluation, _ in results],
+        update_conflicts=True,
+        unique_fields=["domain", "day"],
+        update_fields=_EVALUATION_FIELDS,
+    )
     return results
 
 
@@ -316,14 +344,14 @@ def evaluate_open_rates(*, now: datetime) -> list[HealthEvaluation]:
     first = today - timedelta(days=settings.OPEN_RATE_CRITICAL_DAYS - 1)
     if last is not None:
         first = max(first, last + timedelta(days=1))
-    results: dict[int, tuple[HealthEvaluation, bool]] = {}
+    domains = list(SendingDomain.objects.all())
+    results: list[tuple[HealthEvaluation, bool]] = []
     day = first
     while day <= today:
-        results = _evaluate_day(day, now - timedelta(days=(today - day).days), now=now)
+        results = _evaluate_day(day, now - timedelta(days=(today - day).days), domains, now=now)
         day += timedelta(days=1)
-    for evaluation, dropped in results.values():
-        _act_on(evaluation, dropped=dropped, now=now)
-    return [evaluation for evaluation, _ in results.values()]
+    _act_on(results, now=now)
+    return [evaluation for evaluation, _ in results]
 
 
 def _percent(rate: float | None) -> str:
@@ -343,50 +371,63 @@ def _evaluation_metrics(evaluation: HealthEvaluation) -> dict:
     }
 
 
-def _act_on(evaluation: HealthEvaluation, *, dropped: bool, now: datetime) -> None:
-    domain = evaluation.domain
-    status = evaluation.status
-    if status == EvaluationStatus.INSUFFICIENT:
-        return  # too little mail to say anything: alerts stay as they are
-    alerts = HealthAlert.objects.unresolved().filter(domain=domain)
-    if status == EvaluationStatus.LOW and evaluation.low_streak >= settings.OPEN_RATE_CRITICAL_DAYS:
-        summary = (
-            f"Human open rate {_percent(evaluation.open_rate)} over {evaluation.delivered:,} deliveries "
-            f"({evaluation.window_start:%b %d} to {evaluation.window_end - timedelta(days=1):%b %d}), below "
-            f"{settings.OPEN_RATE_CRITICAL_PERCENT:g} % for {evaluation.low_streak} days in a row: "
-            "mail is likely going to spam."
+def _act_on(results: list[tuple[HealthEvaluation, bool]], *, now: datetime) -> None:
+    """Raise and resolve the domains' open-rate alerts by today's evaluations (too little mail: left as they are)."""
+    judged = [
+        (evaluation, dropped) for evaluation, dropped in results if evaluation.status != EvaluationStatus.INSUFFICIENT
+    ]
+    if not judged:
+        return
+    raised = {
+        (alert.domain_id, alert.kind): alert.pk
+        for alert in HealthAlert.objects.unresolved().filter(
+            domain__in=[evaluation.domain for evaluation, _ in judged], kind__in=DOMAIN_ALERT_KINDS
         )
-        alert = _raise(domain, HealthAlertKind.OPEN_RATE_LOW, Severity.CRITICAL, summary, evaluation, now=now)
-        if alert is not None:
-            repair.start_plan(domain, now=now, reason=summary, alert=alert)
-    elif status != EvaluationStatus.LOW:
-        alerts.filter(kind=HealthAlertKind.OPEN_RATE_LOW).update(resolved_at=now)
-    if dropped:
-        summary = (
-            f"Human open rate {_percent(evaluation.open_rate)} fell by more than "
-            f"{settings.OPEN_RATE_DROP_PERCENT:g} % against its {settings.OPEN_RATE_BASELINE_DAYS}-day baseline "
-            f"of {_percent(evaluation.baseline_open_rate)}."
-        )
-        _raise(domain, HealthAlertKind.OPEN_RATE_DROP, Severity.WARNING, summary, evaluation, now=now)
-    else:
-        alerts.filter(kind=HealthAlertKind.OPEN_RATE_DROP).update(resolved_at=now)
+    }
+    resolved = []
+    for evaluation, dropped in judged:
+        domain = evaluation.domain
+        low = raised.get((domain.pk, HealthAlertKind.OPEN_RATE_LOW))
+        if evaluation.status == EvaluationStatus.LOW and evaluation.low_streak >= settings.OPEN_RATE_CRITICAL_DAYS:
+            if low is None:
+                summary = (
+                    f"Human open rate {_percent(evaluation.open_rate)} over {evaluation.delivered:,} deliveries "
+                    f"({evaluation.window_start:%b %d} to {evaluation.window_end - timedelta(days=1):%b %d}), below "
+                    f"{settings.OPEN_RATE_CRITICAL_PERCENT:g} % for {evaluation.low_streak} days in a row: "
+                    "mail is likely going to spam."
+                )
+                alert = _raise(evaluation, HealthAlertKind.OPEN_RATE_LOW, Severity.CRITICAL, summary, now=now)
+                if alert is not None:
+                    repair.start_plan(domain, now=now, reason=summary, alert=alert)
+        elif evaluation.status != EvaluationStatus.LOW and low is not None:
+            resolved.append(low)
+        drop = raised.get((domain.pk, HealthAlertKind.OPEN_RATE_DROP))
+        if dropped and drop is None:
+            summary = (
+                f"Human open rate {_percent(evaluation.open_rate)} fell by more than "
+                f"{settings.OPEN_RATE_DROP_PERCENT:g} % against its {settings.OPEN_RATE_BASELINE_DAYS}-day baseline "
+                f"of {_percent(evaluation.baseline_open_rate)}."
+            )
+            _raise(evaluation, HealthAlertKind.OPEN_RATE_DROP, Severity.WARNING, summary, now=now)
+        elif not dropped and drop is not None:
+            resolved.append(drop)
+    if resolved:
+        HealthAlert.objects.filter(pk__in=resolved).update(resolved_at=now)
 
 
-def _raise(domain, kind, severity, summary, evaluation, *, now) -> HealthAlert | None:
-    """A new unresolved alert of this kind for the domain; None if one is already raised."""
-    if HealthAlert.objects.unresolved().filter(domain=domain, kind=kind).exists():
-        return None
+def _raise(evaluation: HealthEvaluation, kind: str, severity: str, summary: str, *, now) -> HealthAlert | None:
+    """A new unresolved alert of this kind for the evaluation's domain; None if a second run raised it first."""
     try:
         with transaction.atomic():
             return HealthAlert.objects.create(
-                domain=domain,
+                domain=evaluation.domain,
                 kind=kind,
                 severity=severity,
                 summary=summary[:300],
                 metrics=_evaluation_metrics(evaluation),
                 raised_at=now,
             )
-    except IntegrityError:  # a second run raised it a moment ago
+    except IntegrityError:
         return None
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -464,7 +466,7 @@ class ReputationRepairPlan(models.Model):
     def is_open(self) -> bool:
         return self.status in OPEN_PLAN_STATUSES
 
-    def days_on_step(self, now) -> int:
+    def days_on_step(self, now: datetime) -> int:
         return (now - self.step_started_at).days
 
 

@@ -173,3 +173,18 @@ def test_a_marketer_sees_the_dashboard_but_cannot_start_or_steer_a_plan(domain, 
     assert (seen.status_code, start.status_code, pause.status_code) == (200, 403, 403)
     plan.refresh_from_db()
     assert plan.status == PlanStatus.ACTIVE
+
+
+def test_acknowledged_alerts_stop_warning_but_stay_until_resolved(domain, manager_client, manager, now):
+    alert = HealthAlert.objects.create(
+        domain=domain, kind=HealthAlertKind.OPEN_RATE_DROP, severity=Severity.WARNING, summary="Fell.", raised_at=now
+    )
+    url = reverse("admin:deliverability_healthalert_changelist")
+
+    manager_client.post(url, {"action": "acknowledge", "_selected_action": [alert.pk]}, follow=True)
+    after = manager_client.get(url)
+
+    alert.refresh_from_db()
+    assert (alert.acknowledged_by, alert.resolved_at) == (manager, None)
+    assert messages_of(after) == []
+    assert "Fell." in manager_client.get(dashboard_url(domain)).content.decode()
