@@ -8,6 +8,7 @@ import pytest
 from django.db.models import Count
 
 from campaigns import pipeline
+from campaigns.gate import annotate_refusal, refusal
 from campaigns.models import GateRefusal, Send
 from crm.eligibility import Ineligibility
 from crm.models import Contact, EngagementStatus
@@ -269,3 +270,16 @@ def test_a_domain_has_one_open_plan_at_most(domain, clickers):
     again = repair.start_plan(domain, now=T0 + timedelta(days=1), reason="Another alert.")
 
     assert again == first and ReputationRepairPlan.objects.count() == 1
+
+
+def test_the_gate_gives_one_contact_the_reason_it_gives_the_whole_audience(domain, clickers, newsletter, settings):
+    settings.REPAIR_PLAN_DAILY_CAPS = [0, 100, 100, 100, 100]
+    quiet = subscriber("quiet@example.org", newsletter, T0)
+    start(domain)
+    under_plan = campaign(newsletter, "Under the plan")
+
+    one_by_one = {c.pk: refusal(c, under_plan, now=T0) for c in [*clickers, quiet]}
+    at_once = dict(annotate_refusal(Contact.objects.all(), under_plan, now=T0).values_list("pk", "refusal"))
+
+    assert one_by_one == at_once
+    assert set(one_by_one.values()) == {GateRefusal.REPAIR_PLAN_CAP, GateRefusal.REPAIR_PLAN}
