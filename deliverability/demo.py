@@ -2,7 +2,9 @@
 
 The recipients' local parts match the ISP simulator's rules (unknown…, full…, defer3…), so
 sending the demo campaign to the simulator produces delivered, bounced, deferred and
-not-sent results, each with the simulated server's own words.
+not-sent results, each with the simulated server's own words; reader…, apple… and scanner…
+mailboxes then open and click like people, Apple's privacy proxy and a security scanner, so the
+campaign's Performance page fills in within half a minute.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ RULE_ADDRESSES = {
     "busy1": "deferred once (421), then delivered",
     "timeout1": "not sent: the server never answers",
     "slow1": "delivered after a slow answer",
+    "reader1": "delivered; a person opens it and clicks (the ISP simulator reads it)",
+    "reader2": "delivered; a person opens it and clicks",
+    "reader3": "delivered; a person opens it and clicks",
+    "apple1": "delivered; Apple Mail Privacy Protection fetches the pixel (a machine open)",
+    "apple2": "delivered; Apple Mail Privacy Protection fetches the pixel (a machine open)",
+    "scanner1": "delivered; a security scanner clicks every link at once (machine clicks)",
 }
 HTML = """<!doctype html>
 <html><head><style>

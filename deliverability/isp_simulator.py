@@ -11,7 +11,11 @@ RCPT TO, per recipient, as real receivers do; DATA is accepted for the recipient
     simulator.stop()
 
 Default rules match the start of the local part (`unknown7@example.com` is an unknown user);
-a JSON rules file goes before them:
+a JSON rules file goes before them. With `readers=True` (the `isp_simulator` command) some
+mailboxes also read what they get, by fetching the message's tracking pixel and links over
+HTTP like a mail client: `reader…` a person who opens a while after delivery and clicks the
+first link, `apple…` Apple Mail Privacy Protection fetching the pixel at once, `scanner…` a
+security scanner clicking every link at once. Rules file example:
 
     {"rules": [
         {"address": "ceo@example.com", "reply": "550 5.1.1 No such user"},
@@ -32,11 +36,16 @@ import logging
 import re
 import ssl
 import threading
+import urllib.error
+import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from email import message_from_bytes
+from email import policy as email_policy
 from email.parser import BytesHeaderParser
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +224,79 @@ def parse_rule(entry: Any, number: int) -> Rule:
 
 
 @dataclass(frozen=True)
+class Reading:
+    """How a mailbox reads a delivered message: what it fetches, when (seconds after delivery), as whom."""
+
+    user_agent: str
+    open_after: float | None = None
+    click_after: float | None = None
+    every_link: bool = False
+
+    def describe(self) -> str:
+        parts = []
+        if self.open_after is not None:
+            parts.append(f"opens after {self.open_after:g} s")
+        if self.click_after is not None:
+            parts.append(f"clicks {'every link' if self.every_link else 'the first link'} after {self.click_after:g} s")
+        return f"{', '.join(parts)} as {self.user_agent!r}"
+
+    def scaled(self, factor: float) -> Reading:
+        return replace(
+            self,
+            open_after=None if self.open_after is None else self.open_after * factor,
+            click_after=None if self.click_after is None else self.click_after * factor,
+        )
+
+
+# A person waits past the tracking's prefetch and scanner windows (TRACKING_PREFETCH_SECONDS,
+# TRACKING_SCANNER_SECONDS) counted from the start of the sending batch.
+READERS = {
+    "reader": Reading(
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+        open_after=20.0,
+        click_after=30.0,
+    ),
+    "apple": Reading("Mozilla/5.0", open_after=0.0),
+    "scanner": Reading("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0", click_after=0.0, every_link=True),
+}
+_PIXEL = re.compile(r"""<img[^>]+src=["']([^"']+/t/o/[^"']+)["']""", re.IGNORECASE)
+_TRACKED_LINK = re.compile(r"""href=["']([^"']+/t/c/[^"']+)["']""", re.IGNORECASE)
+
+
+def reading_for(address: str) -> Reading | None:
+    local = address.partition("@")[0].lower()
+    return next((reading for prefix, reading in READERS.items() if local.startswith(prefix)), None)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    # A click's target is somewhere on the internet; the redirect itself is what we test.
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def read_message(data: bytes, reading: Reading, *, fetch: str) -> list[str]:
+    """Fetch the pixel and/or links of one message as `reading` says; return the URLs fetched."""
+    message = message_from_bytes(data, policy=email_policy.default)
+    html = next((part.get_content() for part in message.walk() if part.get_content_type() == "text/html"), "")
+    urls = []
+    if fetch == "open":
+        urls = _PIXEL.findall(html)[:1]
+    elif fetch == "click":
+        links = list(dict.fromkeys(_TRACKED_LINK.findall(html)))
+        urls = links if reading.every_link else links[:1]
+    opener = urllib.request.build_opener(_NoRedirects)
+    for url in urls:
+        request = urllib.request.Request(url.replace("&amp;", "&"), headers={"User-Agent": reading.user_agent})
+        try:
+            opener.open(request, timeout=10).close()
+        except urllib.error.HTTPError as answer:  # the click's 302
+            answer.close()
+        except OSError as error:
+            logger.warning("reading %s: %s", url, error)
+    return urls
+
+
+@dataclass(frozen=True)
 class Received:
     """One message accepted after DATA, with the DKIM verdict on it."""
 
@@ -237,12 +319,18 @@ class IspSimulator:
         rules: Rules | None = None,
         timeout_hold_seconds: float = DEFAULT_TIMEOUT_HOLD_SECONDS,
         tls_context: ssl.SSLContext | None = None,
+        readers: bool = False,
+        reading_scale: float = 1.0,
     ) -> None:
         self.host = host
         self.port = port
         self.rules = rules or Rules.default()
         self.timeout_hold_seconds = timeout_hold_seconds
         self.tls_context = tls_context
+        self.readers = readers
+        self.reading_scale = reading_scale
+        # (address, "open" or "click", URLs) each time a reader fetched something.
+        self.reads: list[tuple[str, str, list[str]]] = []
         self.received: list[Received] = []
         # RCPT TO attempts per recipient address (lower case), over all connections.
         self.attempts: Counter[str] = Counter()
@@ -347,10 +435,37 @@ class IspSimulator:
         )
         # Verified after the reply, off the event loop: a slow or missing DNS server delays
         # neither this client nor any other connection.
-        task = asyncio.get_running_loop().create_task(self._verify_and_record(message))
-        self._verifying.add(task)
-        task.add_done_callback(self._verifying.discard)
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(self._verify_and_record(message))]
+        if self.readers:
+            for address in envelope.rcpt_tos:
+                reading = reading_for(address)
+                if reading is not None:
+                    tasks.append(loop.create_task(self._read(address, data, reading.scaled(self.reading_scale))))
+        for task in tasks:
+            self._verifying.add(task)
+            task.add_done_callback(self._verifying.discard)
         return QUEUED
+
+    async def _read(self, address: str, data: bytes, reading: Reading) -> None:
+        loop = asyncio.get_running_loop()
+        waited = 0.0
+        steps = [("open", reading.open_after), ("click", reading.click_after)]
+        for fetch, after in sorted(((f, a) for f, a in steps if a is not None), key=lambda step: step[1]):
+            await asyncio.sleep(after - waited)
+            waited = after
+            urls = await loop.run_in_executor(self._executor, partial(read_message, data, reading, fetch=fetch))
+            logger.info("%s read the message (%s): %d URL(s)", address, fetch, len(urls))
+            with self._changed:
+                self.reads.append((address, fetch, urls))
+                self._changed.notify_all()
+
+    def wait_for_reads(self, count: int, *, timeout: float = 10.0) -> list[tuple[str, str, list[str]]]:
+        """Return what readers fetched once they fetched `count` times; raise TimeoutError if not in time."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self.reads) >= count, timeout):
+                raise TimeoutError(f"{len(self.reads)} of {count} reads after {timeout} s")
+            return list(self.reads)
 
     async def _verify_and_record(self, message: Received) -> None:
         loop = asyncio.get_running_loop()

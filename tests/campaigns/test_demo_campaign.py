@@ -34,5 +34,11 @@ def test_the_demo_campaign_shows_every_kind_of_result(db, isp, settings, manager
         "busy1": SendStatus.DEFERRED,
         "timeout1": SendStatus.NOT_SENT,
         "slow1": SendStatus.DELIVERED,
+        "reader1": SendStatus.DELIVERED,
+        "reader2": SendStatus.DELIVERED,
+        "reader3": SendStatus.DELIVERED,
+        "apple1": SendStatus.DELIVERED,
+        "apple2": SendStatus.DELIVERED,
+        "scanner1": SendStatus.DELIVERED,
     }
     assert output.getvalue().count("Demo campaign ready") == 1

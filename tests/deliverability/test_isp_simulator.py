@@ -21,11 +21,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from django.utils import timezone
 
+from campaigns import pipeline
+from campaigns.models import EmailEvent, EventType
 from deliverability import signing
 from deliverability.isp_simulator import GARBLED, DkimResult, IspSimulator, Rules, RulesError, tls_context
 from deliverability.models import KeyAlgorithm
-from tests.conftest import publish_key
+from tests.conftest import publish_key, subscriber
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SLOW_SECONDS = 0.3
@@ -331,3 +334,58 @@ def test_the_command_serves_until_it_is_stopped(tmp_path):
     assert "unknown…@" in out
     assert "rcpt unknown@example.net (attempt 1): 550 5.1.1" in err
     assert "from bounces@news.example.com to reader@example.net: dkim=none" in err
+
+
+@pytest.fixture
+def reading_isp(settings, live_server):
+    """The simulator with its reading mailboxes, ten times faster, and tracking links to the live server."""
+    simulator = IspSimulator(port=0, readers=True, reading_scale=0.1)
+    simulator.start()
+    settings.CAMPAIGN_SMTP_HOST = "127.0.0.1"
+    settings.CAMPAIGN_SMTP_PORT = simulator.port
+    settings.SITE_URL = live_server.url
+    # Ten times faster: the person opens after 2 s and clicks after 3 s, the windows shrink to match.
+    settings.TRACKING_PREFETCH_SECONDS = 1
+    settings.TRACKING_SCANNER_SECONDS = 2
+    yield simulator
+    simulator.stop()
+
+
+# PostgreSQL: the live server answers the readers' requests side by side, which SQLite's
+# in-memory test database refuses (table locked).
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_reading_mailboxes_open_and_click_like_people_proxies_and_scanners(
+    reading_isp, november, newsletter, manager, time_machine
+):
+    time_machine.move_to(timezone.now(), tick=True)  # the readers' seconds must pass
+    november.html_body = (
+        '<html><body><p>Hi</p><a href="https://shop.example/a">A</a> <a href="https://shop.example/b">B</a>'
+        '<a href="{{ unsubscribe_url }}">Unsubscribe</a></body></html>'
+    )
+    november.save()
+    for name in ["reader1", "apple1", "scanner1"]:
+        subscriber(f"{name}@example.org", newsletter, timezone.now())
+    now = timezone.now()
+    pipeline.start_campaign(november, user=manager, now=now)
+    pipeline.send_batch(pipeline.claim(november.pk, now=now, limit=10), now=now)
+
+    reads = reading_isp.wait_for_reads(4, timeout=30)
+
+    fetched = {(address, fetch): len(urls) for address, fetch, urls in reads}
+    assert fetched == {
+        ("reader1@example.org", "open"): 1,
+        ("reader1@example.org", "click"): 1,
+        ("apple1@example.org", "open"): 1,
+        ("scanner1@example.org", "click"): 2,
+    }
+    events = {
+        (event.recipient.split("@")[0], event.type, event.is_machine)
+        for event in EmailEvent.objects.filter(type__in=[EventType.OPEN, EventType.CLICK])
+    }
+    assert events == {
+        ("reader1", "open", False),
+        ("reader1", "click", False),
+        ("apple1", "open", True),
+        ("scanner1", "click", True),
+    }

@@ -25,10 +25,18 @@ class Command(BaseCommand):
             default=isp_simulator.DEFAULT_TIMEOUT_HOLD_SECONDS,
             help="How long a timeout… recipient's RCPT goes unanswered before the server hangs up.",
         )
+        parser.add_argument(
+            "--no-readers",
+            dest="readers",
+            action="store_false",
+            help="reader…, apple… and scanner… mailboxes do not fetch the messages' pixels and links.",
+        )
         parser.add_argument("--tls-cert", metavar="PEM", help="Offer STARTTLS with this certificate chain.")
         parser.add_argument("--tls-key", metavar="PEM", help="The private key of --tls-cert.")
 
-    def handle(self, *args, host, port, rules, slow_seconds, timeout_hold_seconds, tls_cert, tls_key, **options):
+    def handle(
+        self, *args, host, port, rules, slow_seconds, timeout_hold_seconds, readers, tls_cert, tls_key, **options
+    ):
         if bool(tls_cert) != bool(tls_key):
             raise CommandError("--tls-cert and --tls-key go together.")
         try:
@@ -41,7 +49,12 @@ class Command(BaseCommand):
         except (isp_simulator.RulesError, OSError) as error:
             raise CommandError(str(error)) from error
         simulator = isp_simulator.IspSimulator(
-            host=host, port=port, rules=loaded, timeout_hold_seconds=timeout_hold_seconds, tls_context=context
+            host=host,
+            port=port,
+            rules=loaded,
+            timeout_hold_seconds=timeout_hold_seconds,
+            tls_context=context,
+            readers=readers,
         )
         # aiosmtpd logs every connection and command at INFO; our one line per recipient and message is enough.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
@@ -52,6 +65,9 @@ class Command(BaseCommand):
         self.stdout.write(f"ISP simulator listening on {host}:{simulator.port}{' (STARTTLS)' if context else ''}")
         for line in loaded.describe():
             self.stdout.write(f"  {line}")
+        if readers:
+            for prefix, reading in isp_simulator.READERS.items():
+                self.stdout.write(f"  {prefix}…@ reads: {reading.describe()}")
         self.stdout.flush()
         # honcho and `kill` stop processes with SIGTERM: shut down as cleanly as on Ctrl-C.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
