@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import random
 import re
 import socket
 import subprocess
@@ -398,3 +399,18 @@ def test_hits_for_a_send_that_no_longer_exists_are_orphaned_not_errors(client, s
     assert response.status_code == 200
     assert EmailEvent.objects.get(type=EventType.OPEN).orphaned
     assert Contact.objects.get(pk=send.contact_id).last_open_at is None
+
+
+def test_no_token_whatever_its_shape_makes_an_endpoint_fail(client, sent):
+    _, html, _ = sent
+    real = path_of(next(link for link in hrefs(html) if "/t/c/" in link)).rsplit("/", 1)[1]
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_.~%"
+    chooser = random.Random(7)
+    tokens = ["".join(chooser.choice(alphabet) for _ in range(chooser.randint(1, 80))) for _ in range(150)]
+    tokens += [real[:cut] for cut in range(len(real))] + [real + "x", real.upper(), "." * 40, "0.0.0", "-1.-1.x"]
+
+    for token in tokens:
+        assert client.get(f"/t/o/{token}").status_code in {200, 404}, token
+        assert client.get(f"/t/c/{token}").status_code == 404, token
+
+    assert not EmailEvent.objects.filter(type__in=[EventType.OPEN, EventType.CLICK]).exists()
