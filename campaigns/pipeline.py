@@ -434,8 +434,9 @@ def recover_stale_claims(*, now: datetime) -> int:
 
 
 def dispatch(*, now: datetime, enqueue) -> list[int]:
-    """The scheduler's minute: start due campaigns, recover dead workers' sends, start a sending
-    chain for each campaign with due sends and none running, and close finished campaigns.
+    """The scheduler's minute: start due campaigns, recover dead workers' sends, start the sending
+    chains (`enqueue(campaign_id)`) of each campaign with due sends and none running, and close
+    finished campaigns.
 
     Returns the campaigns it started chains for.
     """
@@ -450,8 +451,7 @@ def dispatch(*, now: datetime, enqueue) -> list[int]:
         .distinct()
     )
     for campaign_id in idle:
-        for _ in range(settings.SEND_PARALLEL_TASKS):
-            enqueue(campaign_id)
+        enqueue(campaign_id)
     finish_campaigns(now=now)
     return idle
 

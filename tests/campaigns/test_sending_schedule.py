@@ -135,8 +135,34 @@ def test_the_scheduler_starts_a_scheduled_campaign_at_its_time(november, alice, 
     november.refresh_from_db()
     assert before == []
     assert at_time == [november.pk]
-    assert enqueued == [november.pk, november.pk]
+    assert enqueued == [november.pk]
     assert november.status == CampaignStatus.SENDING
+
+
+def test_a_campaigns_chains_start_with_uneven_first_batches_so_their_boundaries_stay_apart(settings):
+    settings.SEND_BATCH_SIZE, settings.SEND_PARALLEL_TASKS = 500, 4
+    started = []
+
+    tasks.start_chains(7, enqueue=lambda campaign_id, batch_size: started.append((campaign_id, batch_size)))
+
+    assert started == [(7, 125), (7, 250), (7, 375), (7, 500)]
+
+
+def test_a_chains_first_task_sends_its_smaller_batch_and_the_rest_go_in_full_batches(
+    november, newsletter, isp, manager, settings, monkeypatch
+):
+    settings.SEND_BATCH_SIZE = 3
+    for n in range(7):
+        subscriber(f"reader{n}@example.org", newsletter, november.created_at)
+    pipeline.start_campaign(november, user=manager, now=november.created_at)
+    batches = []
+    send_batch = pipeline.send_batch
+    monkeypatch.setattr(pipeline, "send_batch", lambda ids, now: batches.append(len(ids)) or send_batch(ids, now=now))
+
+    tasks.send_campaign(november.pk, 1)
+
+    assert batches == [1, 3, 3]
+    assert set(november.sends.values_list("status", flat=True)) == {SendStatus.DELIVERED}
 
 
 def test_the_scheduler_restarts_work_a_dead_worker_left_and_closes_finished_campaigns(
