@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
+from django.utils import timezone
 
 from campaigns import audience, bounces, checklist, events, rendering, tracking
 from campaigns import links as campaign_links
@@ -270,8 +271,11 @@ def throttle() -> Throttle | None:
 
 def send_batch(send_ids: list[int], *, now: datetime, transport: SmtpTransport | None = None) -> dict[str, int]:
     """Gate, render, sign and send claimed sends; record every result. Returns counts by status."""
+    # In claim order: the oldest due first (and a crash repeats exactly the batch's sent head).
     sends = list(
-        Send.objects.filter(pk__in=send_ids, status=SendStatus.SENDING).select_related("campaign__subscription_type")
+        Send.objects.filter(pk__in=send_ids, status=SendStatus.SENDING)
+        .select_related("campaign__subscription_type")
+        .order_by("due_at", "pk")
     )
     if not sends:
         return {}
@@ -360,16 +364,27 @@ def _send_campaign_batch(
         if throttle is not None:
             throttle.wait(contact.email_normalized.rpartition("@")[2])
         send.attempts += 1
-        send.first_attempt_at = send.first_attempt_at or now
-        send.last_attempt_at = now
         if esp:
             metadata = {"send_id": str(send.pk), "campaign_id": str(campaign.pk)}
             handoff = transports.esp.hand_over(message, contact.email, metadata=metadata)
-            results[send.pk] = _apply_handoff(send, handoff, now=now)
+            results[send.pk] = _apply_handoff(send, handoff, now=_handed_over(send, now))
             continue
         signed = extensions.sign(message.message().as_bytes(linesep="\r\n"), campaign.from_email)
         outgoing = Outgoing(extensions.envelope_from(campaign.from_email, send.pk), _mailbox(contact), signed)
-        results[send.pk] = _apply(send, transports.smtp.deliver(outgoing), now=now)
+        reply = transports.smtp.deliver(outgoing)
+        results[send.pk] = _apply(send, reply, now=_handed_over(send, now))
+
+
+def _handed_over(send: Send, now: datetime) -> datetime:
+    """Stamp the attempt with the moment the server answered, and return it.
+
+    Not the batch's `now`: a batch of slow servers takes minutes, and the tracking's machine
+    rules measure opens and clicks from this moment (a scanner clicks seconds after delivery).
+    """
+    at = max(now, timezone.now())
+    send.first_attempt_at = send.first_attempt_at or at
+    send.last_attempt_at = at
+    return at
 
 
 # anymail's send statuses: accepted for delivery (its webhooks tell the rest), refused, or failed.
