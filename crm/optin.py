@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -344,12 +345,17 @@ def unsubscribe_by_link(ref: links.ContactRef, *, visitor: Visitor, now: datetim
             contact, subscription_type, method=ConsentMethod.UNSUBSCRIBE_LINK, now=now, **evidence, **visitor.evidence()
         )
         outcome.unsubscribed.append(subscription_type)
-    signals.unsubscribed_by_link.send(
-        sender=unsubscribe_by_link,
-        send_id=ref.send_id,
-        email=ref.email,
-        everything=outcome.unsubscribed_from_all,
-        now=now,
+    # After the commit, and robust: whatever listeners do, the unsubscribe itself stands.
+    transaction.on_commit(
+        partial(
+            signals.unsubscribed_by_link.send,
+            sender=unsubscribe_by_link,
+            send_id=ref.send_id,
+            email=ref.email,
+            everything=outcome.unsubscribed_from_all,
+            now=now,
+        ),
+        robust=True,
     )
     return outcome
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import csv
+import email
+import email.policy
 import io
 import re
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 
 from campaigns import pipeline, reports
 from campaigns.events import Observation, record_events
-from campaigns.models import Campaign, CampaignLink, EventSource, EventType
+from campaigns.models import Campaign, CampaignLink, EmailEvent, EventSource, EventType
 from campaigns.tasks import refresh_campaign_stats
 from tests.conftest import subscriber
 
@@ -197,3 +200,26 @@ def test_everything_we_hold_includes_the_emails_sent_and_their_events(manager_cl
         True,
         False,
     }
+
+
+def test_an_unsubscribe_through_the_emails_link_counts_for_the_campaign(
+    client, sent_campaign, isp, django_capture_on_commit_callbacks
+):
+    campaign, people = sent_campaign
+    message = next(m for m in isp.received if m.rcpts == ("ada@example.org",))
+    headers = email.message_from_bytes(message.data, policy=email.policy.default)
+    one_click = re.search(r"<(https?://[^>]+/unsubscribe/[^>]+)>", headers["List-Unsubscribe"]).group(1)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            urlsplit(one_click).path, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+        )
+
+    assert response.status_code == 200
+    event = EmailEvent.objects.get(type=EventType.UNSUBSCRIBE)
+    assert (event.source, event.contact_id, event.campaign_id) == (
+        EventSource.UNSUBSCRIBE_LINK,
+        people["ada"].pk,
+        campaign.pk,
+    )
+    assert reports.campaign_performance(campaign).unsubscribed == 1
