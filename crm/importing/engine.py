@@ -30,7 +30,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
 
-from crm.addresses import parse_address
+from crm.addresses import Address, parse_address
 from crm.importing.presets import PRESETS, GenericPreset, Preset, Record, detect_preset
 from crm.importing.reading import Table, open_tables
 from crm.models import ImportBasis, ImportJob, ImportProblem, ImportStatus
@@ -39,10 +39,10 @@ PROBLEM_BATCH = 1000
 PROGRESS_EVERY = 10_000
 STAGE_BATCH = 5000
 
+# On PostgreSQL the JSON columns are jsonb: COPY parses each document while Python reads the
+# next rows, instead of every statement that uses it parsing it again afterwards.
 STAGE_COLUMNS = [
     ("seq", "bigint NOT NULL"),
-    ("file_name", "text NOT NULL"),
-    ("line", "integer NOT NULL"),
     ("email", "text NOT NULL"),
     ("email_normalized", "text NOT NULL"),
     ("is_role", "boolean NOT NULL"),
@@ -52,8 +52,8 @@ STAGE_COLUMNS = [
     ("phone", "text NOT NULL"),
     ("time_zone", "text NOT NULL"),
     ("language", "text NOT NULL"),
-    ("properties", "text NOT NULL"),
-    ("evidence", "text NOT NULL"),
+    ("properties", "json NOT NULL"),
+    ("evidence", "json NOT NULL"),
     ("ip", "text"),
     ("status", "text NOT NULL"),
     ("has_evidence", "boolean NOT NULL"),
@@ -134,12 +134,12 @@ def _preset_for(job: ImportJob, table: Table) -> Preset:
 
 
 class _Stager:
-    """Validates rows and writes them to the staging table; collects problems in batches."""
+    """Validates rows for the staging table; keeps the problems and progress to record between writes."""
 
-    def __init__(self, job: ImportJob, table_name: str, progress: Callable[[int], None] | None) -> None:
+    def __init__(self, job: ImportJob, progress: Callable[[int], None] | None) -> None:
         self.job = job
-        self.table_name = table_name
         self.progress = progress
+        self.progress_due = False
         self.counts = Counts()
         self.problems: list[ImportProblem] = []
         self.db_time = connection.ops.adapt_datetimefield_value
@@ -156,15 +156,23 @@ class _Stager:
                 reason=reason,
             )
         )
-        if len(self.problems) >= PROBLEM_BATCH:
-            self.flush_problems()
 
-    def flush_problems(self) -> None:
+    def record_problems_and_progress(self) -> None:
+        """Write the problems found so far, and report progress if it is due (which may raise Cancelled)."""
         ImportProblem.objects.bulk_create(self.problems)
         self.problems = []
+        if self.progress_due:
+            self.progress_due = False
+            self.progress(self.counts.rows)
 
-    def staged_rows(self, tables: Iterator[Table]) -> Iterator[tuple]:
+    def staged_rows(self, tables: Iterator[Table]) -> Iterator[tuple | None]:
+        """Each good row as the staging table's columns, and None where problems or progress are due.
+
+        The caller records those (`record_problems_and_progress`) before it asks for more rows.
+        """
         seq = 0
+        counts = self.counts
+        report_every = PROGRESS_EVERY if self.progress else 0
         for table in tables:
             preset = _preset_for(self.job, table)
             if preset.email_column is None:
@@ -173,30 +181,32 @@ class _Stager:
             # Every row's evidence starts with the same members; only the line number follows.
             source = f'"source_system":{_quote_json(preset.source_system)},"file":{_quote_json(table.name)},"line":'
             for row in table.rows:
-                self.counts.rows += 1
-                if self.progress and self.counts.rows % PROGRESS_EVERY == 0:
-                    self.progress(self.counts.rows)
+                counts.rows += 1
+                if report_every and counts.rows % report_every == 0:
+                    self.progress_due = True
+                    yield None
                 if row.error:
                     self.problem(table.name, row.line, f"line {row.line} {row.error}")
-                    continue
-                record = preset.record(row.cells)
-                try:
-                    address = parse_address(record.email)
-                except ValidationError as exc:
-                    self.problem(table.name, row.line, exc.messages[0], column=preset.email_column, value=record.email)
-                    continue
-                seq += 1
-                yield self.stage_row(seq, table.name, source, row.line, record, address)
+                elif (record := preset.record(row.cells)) and (address := self.address(table, row, preset, record)):
+                    seq += 1
+                    yield self.stage_row(seq, source, row.line, record, address)
+                if len(self.problems) >= PROBLEM_BATCH:
+                    yield None
 
-    def stage_row(self, seq, file_name, source, line, record: Record, address) -> tuple:
+    def address(self, table: Table, row, preset: Preset, record: Record) -> Address | None:
+        try:
+            return parse_address(record.email)
+        except ValidationError as exc:
+            self.problem(table.name, row.line, exc.messages[0], column=preset.email_column, value=record.email)
+            return None
+
+    def stage_row(self, seq: int, source: str, line: int, record: Record, address: Address) -> tuple:
         fields, evidence = record.fields, record.evidence
         more = _json_members(evidence)
         optin_at = _parse_time(evidence.get("CONFIRM_TIME") or evidence.get("OPTIN_TIME", ""))
         status_at = _parse_time(record.status_time)
         return (
             seq,
-            file_name,
-            line,
             address.given,
             address.normalized,
             address.is_role,
@@ -217,39 +227,52 @@ def _quote(name: str) -> str:
 
 
 def _create_stage(table: str) -> None:
-    columns = ", ".join(f"{name} {kind}" for name, kind in STAGE_COLUMNS)
+    postgresql = connection.vendor == "postgresql"
+    columns = ", ".join(
+        f"{name} {kind.replace('json', 'jsonb' if postgresql else 'text')}" for name, kind in STAGE_COLUMNS
+    )
     extras = "duplicate boolean NOT NULL DEFAULT FALSE"
-    unlogged = "UNLOGGED " if connection.vendor == "postgresql" else ""
+    unlogged = "UNLOGGED " if postgresql else ""
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
         cursor.execute(f"CREATE {unlogged}TABLE {_quote(table)} ({columns}, {extras})")
 
 
-def _fill_stage(table: str, rows: Iterator[tuple]) -> None:
-    # A batch is collected before it is written, and each is written in a short transaction of
-    # its own: the row generator flushes problems and reports progress (which may cancel the
-    # job) on this connection, which psycopg cannot share with an open COPY, and on SQLite
-    # other writers (the admin's cancel) get the lock between batches.
-    batch: list[tuple] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == STAGE_BATCH:
-            _write_stage(table, batch)
-            batch = []
-    if batch:
-        _write_stage(table, batch)
+def _fill_stage(table: str, stager: _Stager, tables: Iterator[Table]) -> None:
+    # Rows are written as they are read (on PostgreSQL one COPY stores a row while Python reads
+    # the next), and each write is a short transaction of its own. A write ends where problems
+    # or progress are due: they are recorded (and the job may turn out cancelled) through this
+    # connection, which psycopg cannot share with an open COPY; on SQLite, other writers (the
+    # admin's cancel) get the lock between writes.
+    rows = stager.staged_rows(tables)
+    while _write_stage(table, rows):
+        stager.record_problems_and_progress()
+    stager.record_problems_and_progress()
 
 
-def _write_stage(table: str, batch: list[tuple]) -> None:
-    names = [name for name, _ in STAGE_COLUMNS]
+def _write_stage(table: str, rows: Iterator[tuple | None]) -> bool:
+    """Write rows until the reader pauses (True) or has no more (False)."""
+    names = ", ".join(name for name, _ in STAGE_COLUMNS)
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            with cursor.cursor.copy(f"COPY {_quote(table)} ({', '.join(names)}) FROM STDIN") as copy:
-                for row in batch:
-                    copy.write_row(row)
-            return
-        placeholders = ", ".join(["%s"] * len(names))
-        cursor.executemany(f"INSERT INTO {_quote(table)} ({', '.join(names)}) VALUES ({placeholders})", batch)
+            with cursor.cursor.copy(f"COPY {_quote(table)} ({names}) FROM STDIN") as copy:
+                write = copy.write_row
+                for row in rows:
+                    if row is None:
+                        return True
+                    write(row)
+            return False
+        batch: list[tuple] = []
+        more = False
+        for row in rows:
+            if row is not None:
+                batch.append(row)
+            if row is None or len(batch) == STAGE_BATCH:
+                more = True
+                break
+        placeholders = ", ".join(["%s"] * len(STAGE_COLUMNS))
+        cursor.executemany(f"INSERT INTO {_quote(table)} ({names}) VALUES ({placeholders})", batch)
+        return more
 
 
 def stage_file(
@@ -261,16 +284,13 @@ def stage_file(
     limit: int | None = None,
 ) -> Counts:
     """Read every table of the file (its first `limit` rows) into the staging table `table`; record each bad row."""
-    stager = _Stager(job, table, progress)
+    stager = _Stager(job, progress)
     _create_stage(table)
-    _fill_stage(table, stager.staged_rows(open_tables(path, display_name=job.file_name, limit=limit)))
-    stager.flush_problems()
-    with connection.cursor() as cursor:
-        index = _quote(f"{table}_email")
-        cursor.execute(f"CREATE INDEX {index} ON {_quote(table)} (email_normalized, seq)")
-        if connection.vendor == "postgresql":
-            # Only the columns the apply joins and filters on: sampling the wide text columns
-            # (properties, evidence) would cost more than every estimate they could improve.
+    _fill_stage(table, stager, open_tables(path, display_name=job.file_name, limit=limit))
+    if connection.vendor == "postgresql":
+        # Only the columns the apply joins and filters on: sampling the wide columns (properties,
+        # evidence) would cost more than every estimate they could improve.
+        with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {_quote(table)} (email_normalized, seq, status, has_evidence)")
     return stager.counts
 
@@ -341,9 +361,12 @@ def _apply(job: ImportJob, table: str, counts: Counts, *, now: datetime) -> None
         _execute("SET LOCAL work_mem = '256MB'")
     source = f"import #{job.pk}: {job.file_name}"[:255]
     staff = job.created_by_id
+    # Grouped, not probed row by row: the stage needs no index, and in the usual file (no
+    # duplicates) the update finds nothing to write.
     _execute(
-        f"UPDATE {stage} SET duplicate = TRUE WHERE EXISTS (SELECT 1 FROM {stage} t "
-        f"WHERE t.email_normalized = {stage}.email_normalized AND t.seq < {stage}.seq)"
+        f"UPDATE {stage} SET duplicate = TRUE FROM (SELECT email_normalized, MIN(seq) AS first_seq FROM {stage} "
+        "GROUP BY email_normalized HAVING COUNT(*) > 1) d "
+        f"WHERE {stage}.email_normalized = d.email_normalized AND {stage}.seq > d.first_seq"
     )
     counts.duplicate = _count(f"SELECT COUNT(*) FROM {stage} WHERE duplicate")
 
@@ -368,7 +391,7 @@ def _apply(job: ImportJob, table: str, counts: Counts, *, now: datetime) -> None
         "time_zone, language, properties, source, created_at, updated_at, sends_since_engagement, "
         "engagement_status, do_not_contact, email_status) "
         "SELECT email, email_normalized, is_role, first_name, last_name, company, phone, time_zone, language, "
-        f"{_json('properties')}, 'import', %s, %s, 0, 'new', FALSE, "
+        "properties, 'import', %s, %s, 0, 'new', FALSE, "
         f"CASE WHEN status = 'cleaned' THEN 'hard_bounced' ELSE 'ok' END FROM {stage} s "
         "WHERE NOT duplicate "
         "AND (SELECT 1 FROM crm_contact c WHERE c.email_normalized = s.email_normalized) IS NULL "
@@ -399,14 +422,12 @@ def _update_existing(job: ImportJob, stage: str, *, now) -> int:
         takes = f"{incoming} <> '' AND {current} = ''" if fill else f"{incoming} <> '' AND {incoming} <> {current}"
         assignments.append(f"{name} = CASE WHEN {takes} THEN {incoming} ELSE {current} END")
         changes.append(f"({takes})")
-    merged = _merged_properties("crm_contact.properties", _json("s.properties"), incoming_wins=not fill)
+    merged = _merged_properties("crm_contact.properties", "s.properties", incoming_wins=not fill)
     assignments.append(f"properties = {merged}")
     if connection.vendor == "postgresql":
         # A re-import's properties are already there: containment answers that without
         # building the merged document for every row.
-        changes.append(
-            f"(NOT crm_contact.properties @> {_json('s.properties')} AND {merged} <> crm_contact.properties)"
-        )
+        changes.append(f"(NOT crm_contact.properties @> s.properties AND {merged} <> crm_contact.properties)")
     else:
         # SQLite keeps JSON as text: compare both sides in json()'s minified form.
         changes.append(f"({merged} <> json(crm_contact.properties))")
@@ -444,9 +465,7 @@ def _subscribe(job: ImportJob, table: str, type_id: int, *, source: str, now) ->
     )
     attested = job.basis == ImportBasis.ATTESTED
     consent_text = job.attestation if attested else "Opt-in recorded by the source system (see evidence)."
-    evidence = (
-        _merged_properties(_json("k.evidence"), _json("%s"), incoming_wins=True) if attested else _json("k.evidence")
-    )
+    evidence = _merged_properties("k.evidence", _json("%s"), incoming_wins=True) if attested else "k.evidence"
     params = [json.dumps({"attestation": job.attestation})] if attested else []
     # In address order, like the new contacts: the address indexes then grow at one end, and
     # so do the indexes that lead with the contact (its ids follow the same order).
