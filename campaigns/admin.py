@@ -25,6 +25,7 @@ from campaigns.models import (
     CampaignStatus,
     ContactList,
     EmailEvent,
+    EventSource,
     ListMembership,
     Segment,
     Send,
@@ -565,8 +566,21 @@ class SendAdmin(RecordAdmin):
         return short_datetime(send.clicked_at) if send.clicked_at else "—"
 
 
+class MachineFilter(admin.SimpleListFilter):
+    title = "made by"
+    parameter_name = "made_by"
+
+    def lookups(self, request, model_admin):
+        return [("person", "A person"), ("machine", "A machine (proxy, scanner, prefetcher)")]
+
+    def queryset(self, request, queryset):
+        if self.value() in {"person", "machine"}:
+            return queryset.filter(is_machine=self.value() == "machine")
+        return queryset
+
+
 class OrphanedFilter(admin.SimpleListFilter):
-    title = "matched a message"
+    title = "matched to a send"
     parameter_name = "matched"
 
     def lookups(self, request, model_admin):
@@ -580,8 +594,8 @@ class OrphanedFilter(admin.SimpleListFilter):
 
 @admin.register(EmailEvent)
 class EmailEventAdmin(RecordAdmin):
-    list_display = ["occurred", "kind", "recipient", "campaign", "source", "esp", "machine", "effect"]
-    list_filter = ["type", "source", "is_machine", OrphanedFilter, "esp", "bounce_category"]
+    list_display = ["occurred", "kind", "recipient", "campaign", "reported_by", "machine", "effect"]
+    list_filter = ["type", "source", MachineFilter, OrphanedFilter, "esp", "bounce_category"]
     search_fields = ["recipient", "message_id"]
     search_help_text = "A whole email address or Message-ID."
     list_select_related = ["campaign"]
@@ -609,9 +623,18 @@ class EmailEventAdmin(RecordAdmin):
     def kind(self, event: EmailEvent) -> str:
         return format_html('<span class="dw-badge dw-{}">{}</span>', _event_style(event), event.get_type_display())
 
-    @admin.display(description="Machine", boolean=True, ordering="is_machine")
-    def machine(self, event: EmailEvent) -> bool:
-        return event.is_machine
+    @admin.display(description="Reported by", ordering="source")
+    def reported_by(self, event: EmailEvent) -> str:
+        if event.source == EventSource.WEBHOOK and event.esp:
+            return f"{event.get_source_display()} ({event.esp})"
+        return event.get_source_display()
+
+    @admin.display(description="Machine", ordering="is_machine")
+    def machine(self, event: EmailEvent) -> str:
+        return event.machine_reason if event.is_machine else ""
+
+    class Media:
+        css = {"all": ["crm/admin.css", "campaigns/admin.css"]}
 
     @admin.display(description="Payload")
     def raw_payload(self, event: EmailEvent) -> str:

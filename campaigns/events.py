@@ -332,7 +332,7 @@ class _Recorder:
             self.hard_bounced[send.email] = send
         elif wanted == SendStatus.SOFT_BOUNCED and send.contact_id is not None:
             self.soft_bounced.add(send.contact_id)
-        return f"send {SendStatus(before).label.lower()} → {SendStatus(wanted).label.lower()}"
+        return f"{SendStatus(before).label} → {SendStatus(wanted).label.lower()}"
 
     def _act(self, send: Send, observation: Observation) -> str:
         kind, when = observation.type, observation.occurred_at

@@ -223,3 +223,24 @@ def test_an_unsubscribe_through_the_emails_link_counts_for_the_campaign(
         campaign.pk,
     )
     assert reports.campaign_performance(campaign).unsubscribed == 1
+
+
+def test_the_event_list_filters_people_machines_orphans_and_one_contact(manager_client, sent_campaign, now):
+    _, people = sent_campaign
+    record_events(
+        [Observation(EventType.HARD_BOUNCE, EventSource.WEBHOOK, now, recipient="gone@example.org", esp="sendgrid")],
+        now=now,
+    )
+
+    def shown(query: str) -> list[tuple[str, str]]:
+        response = manager_client.get(f"/admin/campaigns/emailevent/?{query}")
+        assert response.status_code == 200
+        return sorted((event.recipient, event.type) for event in response.context["cl"].result_list)
+
+    assert shown("made_by=machine") == [("ada@example.org", "open"), ("bea@example.org", "open")]
+    assert shown("matched=no") == [("gone@example.org", "hard_bounce")]
+    assert shown(f"contact={people['ada'].pk}&made_by=person") == [
+        ("ada@example.org", "click"),
+        ("ada@example.org", "delivered"),
+        ("ada@example.org", "open"),
+    ]
