@@ -150,7 +150,7 @@ def _rows(lines: Iterator[str], header: list[str], delimiter: str) -> Iterator[R
             yield Row(start, [], f"cannot be parsed: {exc}")
             continue
         previous_end = reader.line_num + 1
-        if not cells or not any(cell.strip() for cell in cells):
+        if not any(map(str.strip, cells)):
             continue
         if cells[0].startswith(OVERLONG):
             yield Row(start, [], f"line longer than {MAX_LINE_CHARS:,} characters")

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from crm import consent
 from crm.importing.engine import run_import
 from crm.models import (
+    ConsentMethod,
     ConsentRecord,
     Contact,
     EmailStatus,
@@ -200,3 +202,34 @@ def test_existing_contacts_follow_the_field_policy(tmp_path, alice, newsletter, 
     assert (alice.first_name, alice.company) == expected
     assert job.counts["updated"] == (0 if policy == "skip" else 1)
     assert job.counts["new"] == 0
+
+
+def test_a_pending_request_is_confirmed_by_the_files_opt_in_evidence(tmp_path, newsletter, now):
+    ann = Contact.objects.create(email="ann@example.com")
+    Subscription.objects.create(contact=ann, subscription_type=newsletter, requested_at=now)
+    path = tmp_path / "subscribed.csv"
+    path.write_text(MAILCHIMP_SUBSCRIBED)
+    job = do_import(path, [newsletter], now=now)
+    assert Subscription.objects.get(contact=ann).status == SubscriptionStatus.SUBSCRIBED
+    assert ConsentRecord.objects.get(contact=ann).evidence["CONFIRM_TIME"] == "2023-01-05 10:03:00"
+    assert job.counts["subscribed"] == 1
+
+
+def test_a_withdrawal_in_the_consent_log_keeps_an_address_out_even_without_its_subscription(tmp_path, newsletter, now):
+    ann = Contact.objects.create(email="ann@example.com")
+    consent.unsubscribe_contact(ann, newsletter, method=ConsentMethod.UNSUBSCRIBE_LINK, now=now)
+    Subscription.objects.filter(contact=ann).delete()
+    path = tmp_path / "subscribed.csv"
+    path.write_text(MAILCHIMP_SUBSCRIBED)
+    job = do_import(path, [newsletter], now=now)
+    assert not Subscription.objects.filter(contact=ann).exists()
+    assert list(ConsentRecord.objects.filter(contact=ann).values_list("action", flat=True)) == ["withdrawn"]
+    assert job.counts["subscribed"] == 0
+
+
+def test_the_first_row_of_an_address_wins_over_its_later_duplicates(tmp_path, now, db):
+    path = tmp_path / "contacts.csv"
+    path.write_text("email,first_name\nzoe@example.com,Zoe\nann@example.com,First\nANN@example.com,Second\n")
+    job = do_import(path, [], now=now)
+    assert (job.counts["new"], job.counts["duplicate"]) == (2, 1)
+    assert Contact.objects.get(email_normalized="ann@example.com").first_name == "First"
