@@ -137,9 +137,9 @@ def retire_key(key: DkimKey, *, now: datetime) -> None:
     key.save(update_fields=["state", "retired_at"])
 
 
-def _has_header(message: bytes, name: bytes) -> bool:
+def _header_names(message: bytes) -> set[bytes]:
     head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    return any(line.lower().startswith(name + b":") for line in head.splitlines())
+    return {line.partition(b":")[0].lower() for line in head.splitlines() if not line[:1].isspace()}
 
 
 def verify_message(message: bytes) -> list[Verification]:
@@ -239,7 +239,8 @@ def sign_message(message: bytes, from_address: str) -> bytes:
     """Return the message with a DKIM-Signature for each active key of the From address's
     sending domain; unchanged when the domain has no key of ours (an ESP signs)."""
     domain_name = from_address.rpartition("@")[2].lower()
-    signed_headers = [header for header in SIGNED_HEADERS if _has_header(message, header)]
+    present = _header_names(message)
+    signed_headers = [header for header in SIGNED_HEADERS if header in present]
     signed = message
     for key in _signing_keys(domain_name):
         if key.rsa_key is not None:
