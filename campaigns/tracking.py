@@ -25,6 +25,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -204,14 +205,30 @@ def track(html_body: str, *, campaign: Campaign, send_id: int, links: LinkBook, 
     return html_body
 
 
-def link_target(link_id: int) -> str | None:
-    """Where a click on the link goes: from the shared cache, else the database."""
+@lru_cache(maxsize=20_000)
+def _known_target(link_id: int) -> str:
     target = shared_cache.get(_LINK_CACHE.format(link_id))
     if target is None:
         target = CampaignLink.objects.filter(pk=link_id).values_list("target", flat=True).first()
-        if target is not None:
-            shared_cache.set(_LINK_CACHE.format(link_id), target, _LINK_CACHE_SECONDS)
+        if target is None:
+            raise LookupError(link_id)  # not remembered: the link may not exist yet
+        shared_cache.set(_LINK_CACHE.format(link_id), target, _LINK_CACHE_SECONDS)
     return target
+
+
+def link_target(link_id: int) -> str | None:
+    """Where a click on the link goes: remembered by this process (links never change), else from
+    the shared cache, else the database. None for a link that does not exist."""
+    try:
+        return _known_target(link_id)
+    except LookupError:
+        return None
+
+
+def forget_links() -> None:
+    """Forget every link this process knows (tests, whose databases reuse ids)."""
+    LINKS.clear()
+    _known_target.cache_clear()
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ def empty_cache():
 def tracking_hits_written_at_once(settings):
     """Opens and clicks are recorded in the request; the buffer's own tests turn it on."""
     settings.EVENT_BUFFER_URL = ""
-    tracking.LINKS.clear()
+    tracking.forget_links()
 
 
 BUFFER_URL = os.environ.get("EVENT_BUFFER_TEST_URL", "redis://127.0.0.1:6379/14")
