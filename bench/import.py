@@ -113,6 +113,11 @@ class Measured:
     counts: dict[str, int] = field(default_factory=dict)
     # Seconds per kind of SQL statement (statements sent through Django's cursor; not COPY).
     statements: dict[str, float] = field(default_factory=dict)
+    # CPU seconds of this process and of its PostgreSQL backend: on a shared machine the wall
+    # time moves with everything else that runs, the CPU a phase needs much less.
+    python_cpu: float = 0.0
+    backend_cpu: float = 0.0
+    statements_backend_cpu: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -269,6 +274,26 @@ def peak_rss_mb() -> float:
     return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE).group(1)) / 1024
 
 
+def backend_cpu_seconds(pid: int) -> float:
+    """CPU seconds a PostgreSQL backend on this machine has used (0 if its /proc entry cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def clock(backend_pid: int) -> tuple[float, float, float]:
+    """Now: wall time, this process's CPU time, and a PostgreSQL backend's CPU time."""
+    return time.perf_counter(), time.process_time(), backend_cpu_seconds(backend_pid)
+
+
+def elapsed(backend_pid: int, started: tuple[float, float, float]) -> tuple[float, float, float]:
+    """Wall seconds, this process's CPU seconds and the backend's CPU seconds since `started`."""
+    now = clock(backend_pid)
+    return now[0] - started[0], now[1] - started[1], now[2] - started[2]
+
+
 def in_child(task: Callable[..., Measured], *args: object) -> Measured:
     """Run one phase in a fresh process, so the peak RSS it reports is that phase's alone."""
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -290,22 +315,24 @@ def copy_baseline(database_url: str, path: Path) -> Measured:
         conn.execute(sql.SQL("CREATE TABLE {} ({})").format(table, columns))
         conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} (lower({}))").format(table, sql.Identifier("Email Address")))
         conn.commit()
-        started = time.perf_counter()
+        backend = conn.info.backend_pid
+        started = clock(backend)
         copy = sql.SQL("COPY {} FROM STDIN (FORMAT csv, HEADER true, FORCE_NULL ({}))").format(table, typed)
         with conn.cursor().copy(copy) as stream, path.open("rb") as file:
             while chunk := file.read(1 << 20):
                 stream.write(chunk)
         conn.commit()
-        seconds = time.perf_counter() - started
+        seconds, python_cpu, used = elapsed(backend, started)
         rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]
         conn.execute(sql.SQL("DROP TABLE {}").format(table))
-    return Measured(seconds, peak_rss_mb(), {"rows": rows})
+    return Measured(seconds, peak_rss_mb(), {"rows": rows}, python_cpu=python_cpu, backend_cpu=used)
 
 
 def import_row_by_row(database_url: str, path: Path, rows: int) -> Measured:
     """django-import-export's plain path: per row a lookup by address and a save() in a savepoint."""
     configure_django(database_url)
     import tablib
+    from django.db import connection
     from import_export.resources import ModelResource
 
     from crm.models import Contact
@@ -320,24 +347,31 @@ def import_row_by_row(database_url: str, path: Path, rows: int) -> Measured:
     with path.open(newline="", encoding="utf-8") as file:
         for cells in islice(csv.reader(file), 1, rows + 1):
             dataset.append(cells[:3])
-    started = time.perf_counter()
+    connection.ensure_connection()
+    backend = connection.connection.info.backend_pid
+    started = clock(backend)
     result = ContactResource().import_data(dataset, raise_errors=True)
-    seconds = time.perf_counter() - started
-    return Measured(seconds, peak_rss_mb(), {"new": result.totals["new"], "contacts": Contact.objects.count()})
+    seconds, python_cpu, used = elapsed(backend, started)
+    counts = {"new": result.totals["new"], "contacts": Contact.objects.count()}
+    return Measured(seconds, peak_rss_mb(), counts, python_cpu=python_cpu, backend_cpu=used)
 
 
 class StatementTimer:
-    """A Django execute wrapper adding up the seconds spent per kind of statement."""
+    """A Django execute wrapper adding up the seconds (and the backend's CPU seconds) per kind of statement."""
 
-    def __init__(self) -> None:
+    def __init__(self, backend_pid: int) -> None:
+        self.backend_pid = backend_pid
         self.seconds: dict[str, float] = defaultdict(float)
+        self.backend_cpu: dict[str, float] = defaultdict(float)
 
     def __call__(self, execute, statement, params, many, context):
-        started = time.perf_counter()
+        started, backend_started = time.perf_counter(), backend_cpu_seconds(self.backend_pid)
         try:
             return execute(statement, params, many, context)
         finally:
-            self.seconds[statement_label(statement)] += time.perf_counter() - started
+            label = statement_label(statement)
+            self.seconds[label] += time.perf_counter() - started
+            self.backend_cpu[label] += backend_cpu_seconds(self.backend_pid) - backend_started
 
 
 def statement_label(statement: str) -> str:
@@ -359,12 +393,21 @@ def import_file(database_url: str, path: Path) -> Measured:
         file_name=path.name, file_path=str(path), preset="auto", basis=ImportBasis.EVIDENCE, created_at=now
     )
     job.subscription_types.set([SubscriptionType.objects.get(name=SUBSCRIPTION_TYPE)])
-    timer = StatementTimer()
+    backend = connection.connection.info.backend_pid
+    timer = StatementTimer(backend)
     with connection.execute_wrapper(timer):
-        started = time.perf_counter()
+        started = clock(backend)
         counts = run_import(job, path, now=now)
-        seconds = time.perf_counter() - started
-    return Measured(seconds, peak_rss_mb(), counts.as_dict(), dict(timer.seconds))
+        seconds, python_cpu, used = elapsed(backend, started)
+    return Measured(
+        seconds,
+        peak_rss_mb(),
+        counts.as_dict(),
+        dict(timer.seconds),
+        python_cpu=python_cpu,
+        backend_cpu=used,
+        statements_backend_cpu=dict(timer.backend_cpu),
+    )
 
 
 # The run.
@@ -418,16 +461,27 @@ def size_label(size: int) -> str:
 
 
 def report_phase(phase: Phase) -> None:
-    print(f"\n{phase.name}: {phase.measured.seconds:.1f} s, {phase.rate:,.0f} rows/s")
-    print(f"  counts: {phase.measured.counts}")
-    statements = phase.measured.statements
+    measured = phase.measured
+    print(f"\n{phase.name}: {measured.seconds:.1f} s, {phase.rate:,.0f} rows/s (load average {load_average()})")
+    print(f"  CPU: this process {measured.python_cpu:.1f} s, its PostgreSQL backend {measured.backend_cpu:.1f} s")
+    print(f"  counts: {measured.counts}")
+    statements = measured.statements
     if statements:
         print(f"  database afterwards: {table_sizes()}")
-        outside = phase.measured.seconds - sum(statements.values())
-        print(f"  {outside:8.1f} s  outside SQL statements: reading, validating, COPY into the stage; commits")
+        outside = measured.seconds - sum(statements.values())
+        backend_outside = measured.backend_cpu - sum(measured.statements_backend_cpu.values())
+        print(
+            f"  {outside:8.1f} s  (backend CPU {backend_outside:5.1f} s)  outside SQL statements: "
+            "reading, validating, COPY into the stage; commits (with the deferred foreign-key checks)"
+        )
         for label, seconds in sorted(statements.items(), key=lambda item: -item[1]):
-            if seconds >= 0.01 * phase.measured.seconds:
-                print(f"  {seconds:8.1f} s  {label} …")
+            if seconds >= 0.01 * measured.seconds:
+                cpu = measured.statements_backend_cpu.get(label, 0.0)
+                print(f"  {seconds:8.1f} s  (backend CPU {cpu:5.1f} s)  {label} …")
+
+
+def load_average() -> str:
+    return " ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 def run_phases(database_url: str, subscribed: ExportFile, unsubscribed: ExportFile) -> list[Phase]:
@@ -525,15 +579,21 @@ def judge(baseline: Phase, small_empty: Phase, new: Phase, again: Phase, grown: 
 
 def print_table(phases: list[Phase]) -> None:
     baseline = phases[0]
-    print("\n| phase | rows | seconds | rows/s | ratio to baseline | peak RSS MB | goal | verdict |")
-    print("|---|---:|---:|---:|---:|---:|---|---|")
+    print(
+        "\n| phase | rows | seconds | rows/s | ratio to baseline | Python CPU s | PostgreSQL CPU s "
+        "| peak RSS MB | goal | verdict |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for phase in phases:
+        measured = phase.measured
         verdict = ("FAIL: " + "; ".join(phase.failures) if phase.failures else "pass") if phase.goal else "-"
         print(
-            f"| {phase.name} | {phase.rows:,} | {phase.measured.seconds:.1f} | {phase.rate:,.0f} "
-            f"| {baseline.rate / phase.rate:.2f} | {phase.measured.peak_rss_mb:.0f} | {phase.goal or '-'} | {verdict} |"
+            f"| {phase.name} | {phase.rows:,} | {measured.seconds:.1f} | {phase.rate:,.0f} "
+            f"| {baseline.rate / phase.rate:.2f} | {measured.python_cpu:.1f} | {measured.backend_cpu:.1f} "
+            f"| {measured.peak_rss_mb:.0f} | {phase.goal or '-'} | {verdict} |"
         )
     print("\nratio to baseline: how many times longer each row takes than in the COPY (its rows/s ÷ the phase's).")
+    print("CPU: the importing process's own, and its PostgreSQL backend's (0 if the database is on another machine).")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
