@@ -160,7 +160,8 @@ def record_attempts(sends: list[Send], results: dict[int, Observation], *, field
     """
     with transaction.atomic():
         current = _locked_sends(set(results))
-        recorder = _Recorder(now, _subscription_types(sends))
+        # The pipeline's sends come with their campaign: no query for the types.
+        recorder = _Recorder(now, {send.campaign_id: send.campaign.subscription_type_id for send in sends})
         for send in sends:
             earlier = current.get(send.pk)
             if earlier is None:
