@@ -8,8 +8,8 @@
   but not with its last UNENGAGED_ENGAGED_SENDS, is unengaged. Engagement is a human open or
   click; machine opens never count. Event ingestion keeps `Contact.sends_since_engagement` up to
   date, so the rule reads one table; the job only writes the status.
-- `sunset_candidates` / `approve_sunset`: unengaged contacts who also ignored a re-engagement
-  campaign for SUNSET_AFTER_DAYS are offered to staff, who approve their suppression.
+- `sunset_candidates` / `approve_sunset`: unengaged (or long-quiet) contacts who also ignored a
+  re-engagement campaign for SUNSET_AFTER_DAYS are offered to staff, who approve their suppression.
 - `evaluate_open_rates`: per sending domain and day, the human open rate over a rolling window
   (leaving out the last hours, whose opens are still to come) against a critical threshold held
   for several consecutive days, and against the trailing baseline. Raises and resolves
