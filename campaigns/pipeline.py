@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns import audience, bounces, checklist, events, rendering, tracking
@@ -120,20 +120,48 @@ def claim(campaign_id: int, *, now: datetime, limit: int) -> list[int]:
     if limit <= 0:
         return []
     token = secrets.token_hex(16)
-    # One UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n); of=self locks only the
-    # sends, or the joined campaign row would make every other worker's claim skip everything.
+    if connection.vendor == "postgresql":
+        return _claim_returning(campaign_id, now=now, limit=limit, token=token)
     due = (
-        Send.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(campaign_id=campaign_id, campaign__status=CampaignStatus.SENDING, status__in=CLAIMABLE, due_at__lte=now)
+        Send.objects.filter(
+            campaign_id=campaign_id, campaign__status=CampaignStatus.SENDING, status__in=CLAIMABLE, due_at__lte=now
+        )
         .order_by("due_at", "pk")
         .values("pk")[:limit]
     )
-    # Django refuses FOR UPDATE outside a transaction, even in a subquery (a worker runs in autocommit).
-    with transaction.atomic():
-        Send.objects.filter(pk__in=due, status__in=CLAIMABLE).update(
-            status=SendStatus.SENDING, claimed_at=now, claim_token=token
-        )
+    Send.objects.filter(pk__in=due, status__in=CLAIMABLE).update(
+        status=SendStatus.SENDING, claimed_at=now, claim_token=token
+    )
     return list(Send.objects.filter(claim_token=token, status=SendStatus.SENDING).values_list("pk", flat=True))
+
+
+def _claim_returning(campaign_id: int, *, now: datetime, limit: int, token: str) -> list[int]:
+    """The claim as one statement: UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING id.
+
+    One statement is its own transaction (Django's ORM refuses FOR UPDATE without an explicit
+    one, which cost a BEGIN, a COMMIT and a SELECT of the claimed ids per batch). `OF s` locks
+    only the sends: locking the joined campaign row would make every other worker skip everything.
+    """
+    claimable = [status.value for status in CLAIMABLE]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'UPDATE campaigns_send SET "status" = %s, "claimed_at" = %s, "claim_token" = %s '
+            "WHERE id IN (SELECT s.id FROM campaigns_send s JOIN campaigns_campaign c ON c.id = s.campaign_id "
+            "WHERE s.campaign_id = %s AND c.status = %s AND s.status = ANY(%s) AND s.due_at <= %s "
+            "ORDER BY s.due_at, s.id LIMIT %s FOR UPDATE OF s SKIP LOCKED) AND status = ANY(%s) RETURNING id",
+            [
+                SendStatus.SENDING.value,
+                now,
+                token,
+                campaign_id,
+                CampaignStatus.SENDING.value,
+                claimable,
+                now,
+                limit,
+                claimable,
+            ],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def render_for(campaign: Campaign, contact: Contact, *, send_id: int | None = None) -> rendering.Rendered:
