@@ -50,13 +50,16 @@ def dispatch_sends() -> None:
 
 
 @shared_task(ignore_result=True)
-def drain_tracking_hits() -> None:
-    tracking.drain(now=timezone.now())
+def drain_event_buffer() -> None:
+    """Record what waits in the event buffer: open and click hits, then ESP webhooks."""
+    now = timezone.now()
+    tracking.drain(now=now)
+    webhooks.drain(now=now)
 
 
-def schedule_hit_drain() -> None:
+def schedule_drain() -> None:
     """Record the buffer shortly after it stopped being empty (the minute's beat job is the safety net)."""
-    drain_tracking_hits.apply_async(countdown=2)
+    drain_event_buffer.apply_async(countdown=2)
 
 
 # A database that is down must not lose an ESP's events: retried with backoff for about an hour.
@@ -72,8 +75,9 @@ def process_webhook(envelope: dict) -> None:
 
 
 def enqueue_webhook(envelope: dict) -> None:
-    """Hand an authenticated webhook to a worker (what the web process does before answering)."""
-    process_webhook.delay(envelope)
+    """Hand an authenticated webhook, body inside, to a worker (when there is no event buffer)."""
+    # Celery would otherwise build a repr of the arguments (the whole body) for its logs.
+    process_webhook.apply_async((envelope,), argsrepr=repr(envelope["view"]), kwargsrepr="{}")
 
 
 @shared_task(ignore_result=True)

@@ -42,7 +42,7 @@ def _capture(request, kind: str, send_id: int, *, link_id: int | None = None, ur
         method=request.method,
     )
     try:
-        tracking.capture(hit, now=now, schedule_drain=tasks.schedule_hit_drain)
+        tracking.capture(hit, now=now, schedule_drain=tasks.schedule_drain)
     except Exception:
         logger.exception("A %s hit for send %s was lost", kind, send_id)
 

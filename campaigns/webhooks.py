@@ -261,32 +261,57 @@ def _views() -> dict[str, type]:
     return {pattern.name: pattern.callback.view_class for pattern in anymail_urls.urlpatterns}
 
 
-_BODY_KEY = "deliverwell:webhook:{}"
-_BODY_SECONDS = 7 * 24 * 3600
+QUEUE_KEY = "deliverwell:webhooks"
+_DRAIN_LOCK = "deliverwell:webhooks:drain"
 
 
-def park(body: bytes) -> dict:
-    """Where the worker finds the body: a key in the event buffer, or the body itself (base64).
+def queue(envelope: dict, body: bytes, *, schedule_drain: Callable[[], None]) -> bool:
+    """Keep an authenticated webhook in the event buffer for a worker; False if there is none.
 
-    A 1,000-event batch is half a megabyte; through the Celery message (JSON, then base64 again
-    on Redis) it would cost more than everything else the request does.
+    One Redis list item: the envelope as a JSON line, then the body as it came. A 1,000-event
+    batch is half a megabyte: as a Celery message (JSON, then base64 on Redis) it would cost
+    more than everything else the request does.
     """
     client = buffer.client()
-    if client is not None:
-        key = _BODY_KEY.format(uuid.uuid4().hex)
-        try:
-            client.set(key, body, ex=_BODY_SECONDS)
-            return {"body_key": key}
-        except redis.RedisError as exc:
-            logger.warning("Event buffer unavailable (%s): the webhook goes to the worker whole", exc)
-    return {"body": base64.b64encode(body).decode()}
+    if client is None:
+        return False
+    try:
+        if client.rpush(QUEUE_KEY, json.dumps(envelope).encode() + b"\n" + body) == 1:
+            schedule_drain()
+    except redis.RedisError as exc:
+        logger.warning("Event buffer unavailable (%s): the webhook goes to the worker whole", exc)
+        return False
+    return True
 
 
-def _body(envelope: dict) -> bytes | None:
-    if "body" in envelope:
-        return base64.b64decode(envelope["body"])
+def drain(*, now: datetime) -> int:
+    """Record the queued webhooks, oldest first, until none is left; return how many.
+
+    One drainer at a time (a lock in Redis). A webhook leaves the queue only once recorded (or
+    kept as unprocessed): if the database fails, it and those after it stay for the next drain.
+    """
     client = buffer.client()
-    return client.get(envelope["body_key"]) if client is not None else None
+    if client is None:
+        return 0
+    token = uuid.uuid4().hex
+    if not client.set(_DRAIN_LOCK, token, nx=True, ex=300):
+        return 0
+    drained = 0
+    try:
+        while (item := client.lindex(QUEUE_KEY, 0)) is not None:
+            header, _, body = item.partition(b"\n")
+            try:
+                envelope = json.loads(header)
+            except ValueError:
+                logger.error("Dropped an unreadable item from the webhook queue: %r", item[:200])
+            else:
+                process(envelope, body, now=now)
+            client.lpop(QUEUE_KEY)
+            drained += 1
+    finally:
+        if client.get(_DRAIN_LOCK) == token.encode():
+            client.delete(_DRAIN_LOCK)
+    return drained
 
 
 def _request(body: bytes, *, content_type: str, headers: dict[str, str]) -> HttpRequest:
@@ -324,19 +349,17 @@ def _record(view_name: str, body: bytes, *, content_type: str, headers: dict[str
     return len(events)
 
 
-def process(envelope: dict, *, now: datetime) -> int:
-    """Parse a queued webhook with its anymail view and record its events; return how many.
+def process(envelope: dict, body: bytes | None = None, *, now: datetime) -> int:
+    """Parse a webhook with its anymail view and record its events; return how many.
 
-    A body the parser refuses is kept as an UnprocessedPayload (and logged), not raised:
-    sending it again would fail the same way. Database errors are raised, for a retry (the
-    parked body stays until the webhook was recorded).
+    The body comes with the envelope from the buffer, or inside it (base64) from Celery. A body
+    the parser refuses is kept as an UnprocessedPayload (and logged), not raised: sending it
+    again would fail the same way. Database errors are raised, for a retry.
     """
-    body = _body(envelope)
     if body is None:
-        logger.error("The body of a %s webhook is gone from the event buffer (%s)", envelope["view"], envelope)
-        return 0
+        body = base64.b64decode(envelope["body"])
     try:
-        recorded = _record(
+        return _record(
             envelope["view"], body, content_type=envelope["content_type"], headers=envelope["headers"], now=now
         )
     except Unparsable as exc:
@@ -351,10 +374,7 @@ def process(envelope: dict, *, now: datetime) -> int:
             error=str(exc)[:5000],
             received_at=now,
         )
-        recorded = 0
-    if "body_key" in envelope:
-        buffer.client().delete(envelope["body_key"])
-    return recorded
+        return 0
 
 
 def retry_payload(payload: UnprocessedPayload, *, now: datetime) -> bool:
@@ -378,8 +398,11 @@ def retry_payload(payload: UnprocessedPayload, *, now: datetime) -> bool:
     return True
 
 
-def accept_view(name: str, view_class: type, enqueue: Callable[[dict], None]):
-    """The request half of a webhook: authenticate with anymail's validators, queue, answer."""
+def accept_view(name: str, view_class: type, *, enqueue: Callable[[dict], None], schedule_drain: Callable[[], None]):
+    """The request half of a webhook: authenticate with anymail's validators, queue, answer.
+
+    Queued in the event buffer, else handed to Celery with the body inside (`enqueue`).
+    """
     plain_view = view_class.as_view()
 
     @csrf_exempt
@@ -424,10 +447,10 @@ def accept_view(name: str, view_class: type, enqueue: Callable[[dict], None]):
                 for key, value in request.META.items()
                 if key.startswith("HTTP_") and key not in _PRIVATE_HEADERS and isinstance(value, str)
             },
-            **park(body),
         }
         try:
-            enqueue(envelope)
+            if not queue(envelope, body, schedule_drain=schedule_drain):
+                enqueue({**envelope, "body": base64.b64encode(body).decode()})
         except Exception:
             logger.exception("Could not take a %s webhook: the ESP will send it again", name)
             return HttpResponse("Try again later.", status=503, content_type="text/plain")
@@ -436,9 +459,13 @@ def accept_view(name: str, view_class: type, enqueue: Callable[[dict], None]):
     return accept
 
 
-def urlpatterns(enqueue: Callable[[dict], None]) -> list[URLPattern]:
+def urlpatterns(*, enqueue: Callable[[dict], None], schedule_drain: Callable[[], None]) -> list[URLPattern]:
     """anymail's webhook URLs (every ESP it supports), each answered by `accept_view`."""
     return [
-        URLPattern(pattern.pattern, accept_view(pattern.name, pattern.callback.view_class, enqueue), name=pattern.name)
+        URLPattern(
+            pattern.pattern,
+            accept_view(pattern.name, pattern.callback.view_class, enqueue=enqueue, schedule_drain=schedule_drain),
+            name=pattern.name,
+        )
         for pattern in anymail_urls.urlpatterns
     ]

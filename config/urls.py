@@ -14,7 +14,10 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     # ESP webhooks (every ESP django-anymail supports): authenticated, then queued for a worker.
-    path("anymail/", include((webhooks.urlpatterns(tasks.enqueue_webhook), "anymail"))),
+    path(
+        "anymail/",
+        include((webhooks.urlpatterns(enqueue=tasks.enqueue_webhook, schedule_drain=tasks.schedule_drain), "anymail")),
+    ),
     path("", include("crm.urls")),
     path("", include("campaigns.urls")),
 ]

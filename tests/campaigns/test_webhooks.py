@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from anymail.webhooks.sendgrid import SendGridTrackingWebhookView
+from django.db import OperationalError, connection
+from django.test import RequestFactory
 
 from campaigns import events, webhooks
 from campaigns.models import Campaign, EmailEvent, EventType, Send, SendStatus, UnprocessedPayload
@@ -359,32 +362,47 @@ def test_a_batch_of_events_is_recorded_together(client, campaign, now):
     assert EmailEvent.objects.filter(type=EventType.DELIVERED).count() == 50
 
 
-def test_a_webhook_body_waits_in_the_event_buffer_until_it_is_recorded(
-    client, campaign, now, event_buffer, monkeypatch
-):
-    from campaigns import tasks
-
+def test_a_webhook_waits_in_the_event_buffer_until_a_worker_records_it(client, campaign, now, event_buffer):
     handed_to_esp(campaign, "noreply@example.com", "de212213-bb66-4302-8f3f-20acdb7a104e", now)
-    queued: list[dict] = []
-    monkeypatch.setattr(tasks.process_webhook, "delay", queued.append)
+    drains: list[bool] = []
+    accept = webhooks.accept_view(
+        "sendgrid_tracking_webhook",
+        SendGridTrackingWebhookView,
+        enqueue=lambda envelope: pytest.fail("went to Celery although the buffer answered"),
+        schedule_drain=lambda: drains.append(True),
+    )
+    request = RequestFactory().post(
+        "/anymail/sendgrid/tracking/",
+        data=(WEBHOOKS / "sendgrid_bounce.json").read_bytes(),
+        content_type="application/json",
+        **auth(),
+    )
 
-    response = post(client, "sendgrid_bounce.json")
-    [envelope] = queued
-    parked = event_buffer.get(envelope["body_key"])
-    webhooks.process(envelope, now=now)
+    response = accept(request)
+    waiting = event_buffer.llen(webhooks.QUEUE_KEY)
+    recorded_before = EmailEvent.objects.count()
+    drained = webhooks.drain(now=now)
 
-    assert response.status_code == 200
-    assert "body" not in envelope
-    assert parked == (WEBHOOKS / "sendgrid_bounce.json").read_bytes()
+    assert (response.status_code, waiting, recorded_before, drains) == (200, 1, 0, [True])
+    assert drained == 1
     assert EmailEvent.objects.get().type == EventType.HARD_BOUNCE
-    assert event_buffer.get(envelope["body_key"]) is None
+    assert event_buffer.llen(webhooks.QUEUE_KEY) == 0
 
 
-def test_without_a_webhook_secret_nothing_is_accepted(client, db, settings):
-    settings.ANYMAIL = {}
+def test_a_queued_webhook_stays_when_the_database_fails_and_is_recorded_later(client, campaign, now, event_buffer):
+    handed_to_esp(campaign, "noreply@example.com", "de212213-bb66-4302-8f3f-20acdb7a104e", now)
+    item = json.dumps({"view": "sendgrid_tracking_webhook", "content_type": "application/json", "headers": {}})
+    event_buffer.rpush(webhooks.QUEUE_KEY, item.encode() + b"\n" + (WEBHOOKS / "sendgrid_bounce.json").read_bytes())
 
-    response = post(client, "sendgrid_bounce.json", credentials="")
+    with pytest.raises(OperationalError), connection.execute_wrapper(_database_down):
+        webhooks.drain(now=now)
+    still_waiting = event_buffer.llen(webhooks.QUEUE_KEY)
+    webhooks.drain(now=now)
 
-    assert response.status_code == 403
-    assert not EmailEvent.objects.exists()
-    assert not UnprocessedPayload.objects.exists()
+    assert still_waiting == 1
+    assert EmailEvent.objects.get().type == EventType.HARD_BOUNCE
+    assert event_buffer.llen(webhooks.QUEUE_KEY) == 0
+
+
+def _database_down(execute, sql, params, many, context):
+    raise OperationalError("server closed the connection unexpectedly")
