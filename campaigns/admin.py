@@ -219,6 +219,13 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, campaign: Campaign) -> str:
+        if campaign.status_reason:
+            # Paused by the system (the bad-send guard), not by staff: say why on hover.
+            return format_html(
+                '<span class="dw-badge dw-danger" title="{}">{} automatically</span>',
+                campaign.status_reason,
+                campaign.get_status_display(),
+            )
         return format_html(
             '<span class="dw-badge dw-{}">{}</span>', _STATUS_STYLE[campaign.status], campaign.get_status_display()
         )

@@ -51,10 +51,12 @@ class CampaignError(Exception):
 
 
 def _set_status(campaign: Campaign, status: str, *, user, now: datetime) -> None:
+    """A change staff made: any automatic pause's reason no longer applies."""
     campaign.status = status
     campaign.status_changed_at = now
     campaign.status_changed_by = user
-    campaign.save(update_fields=["status", "status_changed_at", "status_changed_by"])
+    campaign.status_reason = ""
+    campaign.save(update_fields=["status", "status_changed_at", "status_changed_by", "status_reason"])
 
 
 def start_campaign(campaign: Campaign, *, user, now: datetime) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date, datetime
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, models
 from django.db.models.expressions import RawSQL
 
@@ -17,7 +18,10 @@ def insert_from_select(model: type[models.Model], queryset: models.QuerySet, fie
     """
     opts = model._meta
     source = queryset.order_by().values_list(*fields.values())
-    select_sql, params = source.query.sql_with_params()
+    try:
+        select_sql, params = source.query.sql_with_params()
+    except EmptyResultSet:  # e.g. pk__in=[]: Django knows no row can match
+        return 0
     quote = connection.ops.quote_name
     columns = ", ".join(quote(opts.get_field(name).column) for name in fields)
     # The outer SELECT … WHERE true keeps SQLite's parser from reading ON CONFLICT as a join.

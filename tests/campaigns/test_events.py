@@ -342,3 +342,12 @@ def test_email_events_are_append_only(campaign, dora, now):
         EmailEvent.objects.filter(pk=event.pk).update(type=EventType.OPEN)
     with pytest.raises(TypeError):
         event.save()
+
+
+def test_a_complaint_about_a_deleted_contact_suppresses_the_address(campaign, dora, now):
+    send = sent(campaign, dora, now, status=SendStatus.DELIVERED)
+    dora.delete()
+
+    record_event(observed(EventType.COMPLAINT, Send.objects.get(pk=send.pk), now), now=now)
+
+    assert Suppression.objects.filter(email="dora@example.org", reason=SuppressionReason.COMPLAINT).exists()

@@ -244,3 +244,19 @@ def test_the_event_list_filters_people_machines_orphans_and_one_contact(manager_
         ("ada@example.org", "delivered"),
         ("ada@example.org", "open"),
     ]
+
+
+def test_an_automatic_pause_says_why_until_staff_resume(manager_client, sent_campaign):
+    campaign, _ = sent_campaign
+    Campaign.objects.filter(pk=campaign.pk).update(
+        status="paused", status_reason="Hard bounces 7.1% of 1,400 sent, over the 5% limit."
+    )
+
+    page = manager_client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content.decode()
+    listing = manager_client.get("/admin/campaigns/campaign/").content.decode()
+    manager_client.post(f"/admin/campaigns/campaign/{campaign.pk}/resume/")
+
+    assert "Paused automatically:</strong> Hard bounces 7.1% of 1,400 sent" in page
+    assert 'title="Hard bounces 7.1% of 1,400 sent, over the 5% limit."' in listing
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.status_reason) == ("sending", "")
