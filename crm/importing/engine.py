@@ -24,14 +24,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import ip_address
+from operator import itemgetter
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
+from psycopg import sql
 
-from crm.addresses import Address, parse_address
-from crm.importing.presets import PRESETS, GenericPreset, Preset, Record, detect_preset
+from crm.addresses import parse_address
+from crm.importing.presets import PRESETS, GenericPreset, Preset, detect_preset
 from crm.importing.reading import Table, open_tables
 from crm.models import ImportBasis, ImportJob, ImportProblem, ImportStatus
 
@@ -39,10 +41,13 @@ PROBLEM_BATCH = 1000
 PROGRESS_EVERY = 10_000
 STAGE_BATCH = 5000
 
-# On PostgreSQL the JSON columns are jsonb: COPY parses each document while Python reads the
-# next rows, instead of every statement that uses it parsing it again afterwards.
+# What Python writes for each row. The properties and the evidence are built by the database
+# from the row's own cells, as generated columns: on PostgreSQL while the COPY runs, so one
+# core turns cells into JSON while the other reads the next rows. Python builds properties
+# only for sources that need more than their columns (listmonk's attributes).
 STAGE_COLUMNS = [
     ("seq", "bigint NOT NULL"),
+    ("line", "integer NOT NULL"),
     ("email", "text NOT NULL"),
     ("email_normalized", "text NOT NULL"),
     ("is_role", "boolean NOT NULL"),
@@ -52,8 +57,7 @@ STAGE_COLUMNS = [
     ("phone", "text NOT NULL"),
     ("time_zone", "text NOT NULL"),
     ("language", "text NOT NULL"),
-    ("properties", "json NOT NULL"),
-    ("evidence", "json NOT NULL"),
+    ("given_properties", "json"),
     ("ip", "text"),
     ("status", "text NOT NULL"),
     ("has_evidence", "boolean NOT NULL"),
@@ -61,10 +65,17 @@ STAGE_COLUMNS = [
     ("status_at", "timestamp with time zone"),
     ("status_note", "text NOT NULL"),
 ]
+# What the apply reads: one table, whatever the number of files in the upload.
+APPLIED_COLUMNS = [
+    *(name for name, _ in STAGE_COLUMNS if name not in ("line", "given_properties")),
+    "properties",
+    "evidence",
+]
 _LIMITS = {"first_name": 150, "last_name": 150, "company": 200, "phone": 50, "time_zone": 64, "language": 16}
-_FIELD_LIMITS = tuple(_LIMITS.items())
+_FIELD_LIMITS = tuple(_LIMITS.values())
+# What str.strip() removes, so that the database trims cells exactly as Python does.
+_WHITESPACE = "".join(char for char in map(chr, range(0x110000)) if char.isspace())
 _to_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
-_quote_json = json.encoder.encode_basestring
 # A dotted quad without leading zeros is already in the form ip_address() gives back: most
 # source IPs skip the parser (a few µs per row); anything else (IPv6) still goes through it.
 _PLAIN_IPV4 = re.compile(
@@ -104,7 +115,7 @@ def _parse_time(value: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _clean_ip(*values: str) -> str | None:
+def _clean_ip(values: Iterator[str]) -> str | None:
     for value in values:
         if not value:
             continue
@@ -115,15 +126,6 @@ def _clean_ip(*values: str) -> str | None:
         except ValueError:
             continue
     return None
-
-
-def _json_members(items: dict) -> str:
-    """The members of a JSON object, without braces. Cells are strings: quoting them directly
-    takes half the time of a pass through the encoder, which only other values still need."""
-    try:
-        return ",".join([f"{_quote_json(key)}:{_quote_json(value)}" for key, value in items.items()])
-    except TypeError:
-        return _to_json(items)[1:-1]
 
 
 def _preset_for(job: ImportJob, table: Table) -> Preset:
@@ -141,6 +143,7 @@ class _Stager:
         self.progress = progress
         self.progress_due = False
         self.counts = Counts()
+        self.seq = 0
         self.problems: list[ImportProblem] = []
         self.db_time = connection.ops.adapt_datetimefield_value
 
@@ -165,97 +168,160 @@ class _Stager:
             self.progress_due = False
             self.progress(self.counts.rows)
 
-    def staged_rows(self, tables: Iterator[Table]) -> Iterator[tuple | None]:
-        """Each good row as the staging table's columns, and None where problems or progress are due.
-
-        The caller records those (`record_problems_and_progress`) before it asks for more rows.
-        """
-        seq = 0
+    def staged_rows(self, table: Table, preset: Preset) -> Iterator[tuple | None]:
+        """Each good row as STAGE_COLUMNS and then its raw cells (`_raw_cells`), and None where problems or
+        progress are due: the caller records those (`record_problems_and_progress`) before it asks for more."""
         counts = self.counts
         report_every = PROGRESS_EVERY if self.progress else 0
-        for table in tables:
-            preset = _preset_for(self.job, table)
-            if preset.email_column is None:
-                self.problem(table.name, 1, "no email column found; map one in the import settings")
-                continue
-            # Every row's evidence starts with the same members; only the line number follows.
-            source = f'"source_system":{_quote_json(preset.source_system)},"file":{_quote_json(table.name)},"line":'
-            for row in table.rows:
-                counts.rows += 1
-                if report_every and counts.rows % report_every == 0:
-                    self.progress_due = True
-                    yield None
-                if row.error:
-                    self.problem(table.name, row.line, f"line {row.line} {row.error}")
-                elif (record := preset.record(row.cells)) and (address := self.address(table, row, preset, record)):
-                    seq += 1
-                    yield self.stage_row(seq, source, row.line, record, address)
-                if len(self.problems) >= PROBLEM_BATCH:
-                    yield None
+        email, column = preset.email_position, preset.email_column
+        raw_cells = _raw_cells(preset)
+        fields, status_of, properties_of = preset.fields, preset.status, preset.properties
+        optin_times, optin_ips = preset.optin_time_positions, preset.optin_ip_positions
+        db_time = self.db_time
+        for row in table.rows:
+            counts.rows += 1
+            if report_every and counts.rows % report_every == 0:
+                self.progress_due = True
+                yield None
+            if row.error:
+                self.problem(table.name, row.line, f"line {row.line} {row.error}")
+            else:
+                cells = row.cells
+                given = cells[email].strip()
+                try:
+                    address = parse_address(given)
+                except ValidationError as exc:
+                    self.problem(table.name, row.line, exc.messages[0], column=column, value=given)
+                else:
+                    status = status_of(cells)
+                    optin = next((time for position in optin_times if (time := cells[position].strip())), "")
+                    optin_at = _parse_time(optin)
+                    status_at = _parse_time(status.time)
+                    properties = properties_of(cells)
+                    self.seq += 1
+                    yield (
+                        self.seq,
+                        row.line,
+                        address.given,
+                        address.normalized,
+                        address.is_role,
+                        *[value[:limit] for value, limit in zip(fields(cells), _FIELD_LIMITS, strict=True)],
+                        None if properties is None else _to_json(properties),
+                        _clean_ip(cells[position].strip() for position in optin_ips),
+                        status.status.value,
+                        bool(optin),
+                        db_time(optin_at) if optin_at else None,
+                        db_time(status_at) if status_at else None,
+                        status.note[:1000],
+                        *raw_cells(cells),
+                    )
+            if len(self.problems) >= PROBLEM_BATCH:
+                yield None
 
-    def address(self, table: Table, row, preset: Preset, record: Record) -> Address | None:
-        try:
-            return parse_address(record.email)
-        except ValidationError as exc:
-            self.problem(table.name, row.line, exc.messages[0], column=preset.email_column, value=record.email)
-            return None
 
-    def stage_row(self, seq: int, source: str, line: int, record: Record, address: Address) -> tuple:
-        fields, evidence = record.fields, record.evidence
-        more = _json_members(evidence)
-        optin_at = _parse_time(evidence.get("CONFIRM_TIME") or evidence.get("OPTIN_TIME", ""))
-        status_at = _parse_time(record.status_time)
-        return (
-            seq,
-            address.given,
-            address.normalized,
-            address.is_role,
-            *[fields.get(name, "")[:limit] for name, limit in _FIELD_LIMITS],
-            f"{{{_json_members(record.properties)}}}",
-            f"{{{source}{line},{more}}}" if more else f"{{{source}{line}}}",
-            _clean_ip(evidence.get("CONFIRM_IP", ""), evidence.get("OPTIN_IP", "")),
-            record.status.value,
-            record.has_optin_evidence,
-            self.db_time(optin_at) if optin_at else None,
-            self.db_time(status_at) if status_at else None,
-            record.status_note[:1000],
-        )
+def _raw_cells(preset: Preset) -> Callable[[list[str]], tuple[str, ...]]:
+    """The cells the database builds properties and evidence from, in the order `_create_stage_part` names them."""
+    positions = [position for _, position in (*preset.property_positions, *preset.evidence_positions)]
+    if len(positions) > 1:
+        return itemgetter(*positions)
+    return lambda cells: tuple(cells[position] for position in positions)
 
 
 def _quote(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
-def _create_stage(table: str) -> None:
+def _literal(value: str) -> str:
+    """A string as an SQL literal, for the one place that needs them: generated column expressions."""
+    if connection.vendor == "postgresql":
+        return sql.Literal(value).as_string(connection.connection)
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _json_object(pairs: list[tuple[str, str]]) -> str:
+    """SQL for a JSON object of (name, expression) pairs, leaving out the members whose expression is NULL."""
+    if connection.vendor == "postgresql":
+        if not pairs:
+            return "CAST('{}' AS jsonb)"
+        names = ", ".join(_literal(name) for name, _ in pairs)
+        values = ", ".join(expression for _, expression in pairs)
+        return f"jsonb_strip_nulls(jsonb_object(ARRAY[{names}], ARRAY[{values}]))"
+    # A merge patch drops its null members (RFC 7396).
+    members = ", ".join(f"{_literal(name)}, {expression}" for name, expression in pairs)
+    return f"json_patch('{{}}', json_object({members}))"
+
+
+def _create_stage_part(table: str, preset: Preset | None, file_name: str) -> str:
+    """Create the staging table for one file of the upload; returns the column list its rows are written to."""
     postgresql = connection.vendor == "postgresql"
-    columns = ", ".join(
-        f"{name} {kind.replace('json', 'jsonb' if postgresql else 'text')}" for name, kind in STAGE_COLUMNS
+    json_type = "jsonb" if postgresql else "text"
+    whitespace = _literal(_WHITESPACE)
+    trim = "btrim" if postgresql else "trim"
+    property_names = [name for name, _ in preset.property_positions] if preset else []
+    evidence_names = [name for name, _ in preset.evidence_positions] if preset else []
+    raw = [f"p{index}" for index in range(len(property_names))] + [f"e{index}" for index in range(len(evidence_names))]
+    # Properties keep the cell as written, when it is not blank; evidence keeps it trimmed.
+    properties = _json_object(
+        [
+            (name, f"CASE WHEN {trim}(p{index}, {whitespace}) <> '' THEN p{index} END")
+            for index, name in enumerate(property_names)
+        ]
     )
-    extras = "duplicate boolean NOT NULL DEFAULT FALSE"
+    evidence = _json_object(
+        [(name, f"NULLIF({trim}(e{index}, {whitespace}), '')") for index, name in enumerate(evidence_names)]
+    )
+    # The evidence starts with where the row came from; its line number is the row's own.
+    source = _to_json({"source_system": preset.source_system if preset else "", "file": file_name})
+    opening = _literal(source[:-1] + ', "line": ')
+    start = f"{opening} || CAST(line AS text) || '}}'"
+    evidence = f"CAST({start} AS jsonb) || {evidence}" if postgresql else f"json_patch({start}, {evidence})"
+    columns = [
+        *(f"{name} {kind.replace('json', json_type)}" for name, kind in STAGE_COLUMNS),
+        *(f"{name} text NOT NULL" for name in raw),
+        "duplicate boolean NOT NULL DEFAULT FALSE",
+        f"properties {json_type} GENERATED ALWAYS AS (COALESCE(given_properties, {properties})) STORED",
+        f"evidence {json_type} GENERATED ALWAYS AS ({evidence}) STORED",
+    ]
     unlogged = "UNLOGGED " if postgresql else ""
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
-        cursor.execute(f"CREATE {unlogged}TABLE {_quote(table)} ({columns}, {extras})")
+        cursor.execute(f"CREATE {unlogged}TABLE {_quote(table)} ({', '.join(columns)})")
+    return ", ".join([*(name for name, _ in STAGE_COLUMNS), *raw])
 
 
-def _fill_stage(table: str, stager: _Stager, tables: Iterator[Table]) -> None:
+def _join_stage_parts(table: str, parts: list[str]) -> None:
+    """Make `table` the staging table the apply reads, from the parts that hold each file's rows."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
+        if len(parts) == 1:
+            cursor.execute(f"ALTER TABLE {_quote(parts[0])} RENAME TO {_quote(table)}")
+            return
+        columns = ", ".join(APPLIED_COLUMNS)
+        union = " UNION ALL ".join(f"SELECT {columns} FROM {_quote(part)}" for part in parts)
+        unlogged = "UNLOGGED " if connection.vendor == "postgresql" else ""
+        cursor.execute(
+            f"CREATE {unlogged}TABLE {_quote(table)} AS SELECT {columns}, FALSE AS duplicate FROM ({union}) u"
+        )
+        for part in parts:
+            cursor.execute(f"DROP TABLE {_quote(part)}")
+
+
+def _fill_stage(table: str, columns: str, stager: _Stager, rows: Iterator[tuple | None]) -> None:
     # Rows are written as they are read (on PostgreSQL one COPY stores a row while Python reads
     # the next), and each write is a short transaction of its own. A write ends where problems
     # or progress are due: they are recorded (and the job may turn out cancelled) through this
     # connection, which psycopg cannot share with an open COPY; on SQLite, other writers (the
     # admin's cancel) get the lock between writes.
-    rows = stager.staged_rows(tables)
-    while _write_stage(table, rows):
+    while _write_stage(table, columns, rows):
         stager.record_problems_and_progress()
     stager.record_problems_and_progress()
 
 
-def _write_stage(table: str, rows: Iterator[tuple | None]) -> bool:
+def _write_stage(table: str, columns: str, rows: Iterator[tuple | None]) -> bool:
     """Write rows until the reader pauses (True) or has no more (False)."""
-    names = ", ".join(name for name, _ in STAGE_COLUMNS)
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            with cursor.cursor.copy(f"COPY {_quote(table)} ({names}) FROM STDIN") as copy:
+            with cursor.cursor.copy(f"COPY {_quote(table)} ({columns}) FROM STDIN") as copy:
                 write = copy.write_row
                 for row in rows:
                     if row is None:
@@ -270,8 +336,9 @@ def _write_stage(table: str, rows: Iterator[tuple | None]) -> bool:
             if row is None or len(batch) == STAGE_BATCH:
                 more = True
                 break
-        placeholders = ", ".join(["%s"] * len(STAGE_COLUMNS))
-        cursor.executemany(f"INSERT INTO {_quote(table)} ({names}) VALUES ({placeholders})", batch)
+        if batch:
+            placeholders = ", ".join(["%s"] * len(batch[0]))
+            cursor.executemany(f"INSERT INTO {_quote(table)} ({columns}) VALUES ({placeholders})", batch)
         return more
 
 
@@ -285,8 +352,25 @@ def stage_file(
 ) -> Counts:
     """Read every table of the file (its first `limit` rows) into the staging table `table`; record each bad row."""
     stager = _Stager(job, progress)
-    _create_stage(table)
-    _fill_stage(table, stager, open_tables(path, display_name=job.file_name, limit=limit))
+    parts: list[str] = []
+    try:
+        for source in open_tables(path, display_name=job.file_name, limit=limit):
+            preset = _preset_for(job, source)
+            if preset.email_column is None:
+                stager.problem(source.name, 1, "no email column found; map one in the import settings")
+                continue
+            parts.append(f"{table}_{len(parts)}")
+            columns = _create_stage_part(parts[-1], preset, source.name)
+            _fill_stage(parts[-1], columns, stager, stager.staged_rows(source, preset))
+        if not parts:
+            parts.append(f"{table}_0")
+            _create_stage_part(parts[-1], None, "")
+        stager.record_problems_and_progress()
+        _join_stage_parts(table, parts)
+    finally:
+        with connection.cursor() as cursor:
+            for part in parts:
+                cursor.execute(f"DROP TABLE IF EXISTS {_quote(part)}")
     if connection.vendor == "postgresql":
         # Only the columns the apply joins and filters on: sampling the wide columns (properties,
         # evidence) would cost more than every estimate they could improve.

@@ -1,11 +1,14 @@
 """What other systems' exports mean: one declarative preset per source.
 
-A preset turns one row of its source's export into a `Record`: the address, person fields,
-the row's status (subscribed, unsubscribed, cleaned, …), the consent evidence the source
-kept, and everything else as properties. Columns are found by header name, never by a fixed
-position (each file's names are resolved to positions once, and its rows read as lists of
-cells); Mailchimp's leading merge-field labels are localized, so its files are recognised by
-their uppercase system columns.
+A preset says where a row of its source's export keeps the address, the person fields, the
+consent evidence the source kept (and which of it proves the opt-in), and the row's status
+(subscribed, unsubscribed, cleaned, …); every other column is a property. Columns are found by
+header name, never by a fixed position (each file's names are resolved to positions once, and
+its rows read as lists of cells); Mailchimp's leading merge-field labels are localized, so its
+files are recognised by their uppercase system columns.
+
+Most of this is declared, so the import can build evidence and properties in the database;
+hook methods (`fields`, `status`, `properties`) cover what a source does row by row.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ from __future__ import annotations
 import json
 import re
 import zoneinfo
-from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
+from typing import NamedTuple
 
 
 class RowStatus(StrEnum):
@@ -27,17 +30,15 @@ class RowStatus(StrEnum):
     CLEANED = "cleaned"
 
 
-@dataclass(slots=True)
-class Record:
-    email: str
+class Status(NamedTuple):
+    """What a row says about its address: the status, when it changed (as the file writes it), a note."""
+
     status: RowStatus
-    fields: dict[str, str] = field(default_factory=dict)
-    properties: dict[str, object] = field(default_factory=dict)
-    evidence: dict[str, str] = field(default_factory=dict)
-    # Whether the source proves opt-in for this row (a time it was given or confirmed).
-    has_optin_evidence: bool = False
-    status_time: str = ""
-    status_note: str = ""
+    time: str = ""
+    note: str = ""
+
+
+SUBSCRIBED = Status(RowStatus.SUBSCRIBED)
 
 
 PERSON_FIELDS = ("first_name", "last_name", "company", "phone", "time_zone", "language")
@@ -54,6 +55,12 @@ class Preset:
     columns: dict[str, tuple[str, ...]] = {}
     # Columns that are neither person fields nor properties (consumed by status/evidence).
     consumed: tuple[str, ...] = ()
+    # Cells copied (trimmed, when not blank) into the evidence of the consent records.
+    evidence_columns: tuple[str, ...] = ()
+    # The first of these that is not blank is when the person opted in, and proves that they did.
+    optin_time_columns: tuple[str, ...] = ()
+    # The first of these that is an IP address is where they opted in from.
+    optin_ip_columns: tuple[str, ...] = ()
 
     def __init__(self, header: list[str], *, file_name: str = "") -> None:
         self.header = header
@@ -96,12 +103,32 @@ class Preset:
         return [name for name in self.header if name and name not in used and name.lower() not in consumed]
 
     @cached_property
-    def _layout(self) -> tuple[int | None, list[tuple[str, int]], list[tuple[str, int]]]:
-        positions = self._positions
-        email = positions.get(self.email_column) if self.email_column is not None else None
-        fields = [(name, positions[column]) for name, column in self.mapped.items()]
-        properties = [(name, positions[name]) for name in self.property_columns]
-        return email, fields, properties
+    def email_position(self) -> int | None:
+        return self._positions[self.email_column] if self.email_column is not None else None
+
+    @cached_property
+    def _field_positions(self) -> list[tuple[int | None, bool]]:
+        mapped = self.mapped
+        return [
+            (self._positions[mapped[name]] if name in mapped else None, name == "time_zone") for name in PERSON_FIELDS
+        ]
+
+    @cached_property
+    def property_positions(self) -> list[tuple[str, int]]:
+        """(name, position) of the property columns; a name the header repeats is read from its last column."""
+        return [(name, self._positions[name]) for name in dict.fromkeys(self.property_columns)]
+
+    @cached_property
+    def evidence_positions(self) -> list[tuple[str, int]]:
+        return self.positions(self.evidence_columns)
+
+    @cached_property
+    def optin_time_positions(self) -> list[int]:
+        return [position for _, position in self.positions(self.optin_time_columns)]
+
+    @cached_property
+    def optin_ip_positions(self) -> list[int]:
+        return [position for _, position in self.positions(self.optin_ip_columns)]
 
     def positions(self, names: tuple[str, ...]) -> list[tuple[str, int]]:
         """(name, position) of those of `names` the header has, in that order."""
@@ -112,22 +139,22 @@ class Preset:
         position = self._positions.get(name)
         return cells[position].strip() if position is not None else ""
 
-    def record(self, cells: list[str]) -> Record:
-        email, field_positions, property_positions = self._layout
-        fields = {name: value for name, position in field_positions if (value := cells[position].strip())}
-        if "time_zone" in fields and fields["time_zone"] not in _TIME_ZONES:
-            del fields["time_zone"]
-        record = Record(
-            email=cells[email].strip() if email is not None else "",
-            status=RowStatus.SUBSCRIBED,
-            fields=fields,
-            properties={name: value for name, position in property_positions if (value := cells[position]).strip()},
-        )
-        self.interpret(record, cells)
-        return record
+    def fields(self, cells: list[str]) -> list[str]:
+        """The person fields in PERSON_FIELDS order, trimmed ("" where the file has none, or an unknown time zone)."""
+        values = []
+        for position, is_time_zone in self._field_positions:
+            value = cells[position].strip() if position is not None else ""
+            values.append("" if is_time_zone and value not in _TIME_ZONES else value)
+        return values
 
-    def interpret(self, record: Record, cells: list[str]) -> None:
-        """Set the record's status and evidence from the row (hook for subclasses)."""
+    def status(self, cells: list[str]) -> Status:
+        """What the row says about its address (hook for subclasses)."""
+        return SUBSCRIBED
+
+    def properties(self, cells: list[str]) -> dict[str, object] | None:
+        """The row's properties when the source needs more than its columns (hook); None: the non-blank
+        property columns as the file writes them."""
+        return None
 
 
 class MailchimpPreset(Preset):
@@ -135,7 +162,9 @@ class MailchimpPreset(Preset):
     label = "Mailchimp audience export (ZIP or CSV)"
     source_system = "Mailchimp"
     SYSTEM_COLUMNS = ("MEMBER_RATING", "OPTIN_TIME", "OPTIN_IP", "CONFIRM_TIME", "CONFIRM_IP", "LEID", "EUID")
-    EVIDENCE_COLUMNS = ("OPTIN_TIME", "OPTIN_IP", "CONFIRM_TIME", "CONFIRM_IP", "LEID", "EUID", "MEMBER_RATING")
+    evidence_columns = ("OPTIN_TIME", "OPTIN_IP", "CONFIRM_TIME", "CONFIRM_IP", "LEID", "EUID", "MEMBER_RATING")
+    optin_time_columns = ("CONFIRM_TIME", "OPTIN_TIME")
+    optin_ip_columns = ("CONFIRM_IP", "OPTIN_IP")
     columns = {
         "email": (
             "Email Address",
@@ -161,7 +190,7 @@ class MailchimpPreset(Preset):
         "time_zone": ("TIMEZONE",),
     }
     consumed = (
-        *EVIDENCE_COLUMNS,
+        *evidence_columns,
         "LAST_CHANGED",
         "UNSUB_TIME",
         "UNSUB_CAMPAIGN_TITLE",
@@ -195,25 +224,22 @@ class MailchimpPreset(Preset):
             return RowStatus.UNSUBSCRIBED
         return RowStatus.SUBSCRIBED
 
-    @cached_property
-    def _evidence_positions(self) -> list[tuple[str, int]]:
-        return self.positions(self.EVIDENCE_COLUMNS)
-
-    def interpret(self, record: Record, cells: list[str]) -> None:
-        record.status = self.file_status
-        evidence = {name: value for name, position in self._evidence_positions if (value := cells[position].strip())}
-        record.evidence = evidence
-        record.has_optin_evidence = "OPTIN_TIME" in evidence or "CONFIRM_TIME" in evidence
-        if record.status == RowStatus.UNSUBSCRIBED:
-            record.status_time = self.value(cells, "UNSUB_TIME")
-            record.status_note = " · ".join(
+    def status(self, cells: list[str]) -> Status:
+        status = self.file_status
+        if status == RowStatus.UNSUBSCRIBED:
+            note = " · ".join(
                 value
                 for name in ("UNSUB_REASON", "UNSUB_REASON_OTHER", "UNSUB_CAMPAIGN_TITLE")
                 if (value := self.value(cells, name))
             )
-        elif record.status == RowStatus.CLEANED:
-            record.status_time = self.value(cells, "CLEAN_TIME")
-            record.status_note = self.value(cells, "CLEAN_CAMPAIGN_TITLE")
+            return Status(status, self.value(cells, "UNSUB_TIME"), note)
+        if status == RowStatus.CLEANED:
+            return Status(status, self.value(cells, "CLEAN_TIME"), self.value(cells, "CLEAN_CAMPAIGN_TITLE"))
+        return self._row_status
+
+    @cached_property
+    def _row_status(self) -> Status:
+        return Status(self.file_status)
 
 
 class ListmonkPreset(Preset):
@@ -230,20 +256,30 @@ class ListmonkPreset(Preset):
         names = {name.lower() for name in header}
         return 20 if {"uuid", "email", "name", "attributes", "status"} <= names else 0
 
-    def interpret(self, record: Record, cells: list[str]) -> None:
+    evidence_columns = ("uuid", "created_at")
+
+    def fields(self, cells: list[str]) -> list[str]:
+        values = super().fields(cells)
         first, _, last = self.value(cells, "name").partition(" ")
-        record.fields.update({name: value for name, value in (("first_name", first), ("last_name", last)) if value})
+        values[0], values[1] = first or values[0], last or values[1]
+        return values
+
+    def status(self, cells: list[str]) -> Status:
+        if self.value(cells, "status").lower() == "blocklisted":
+            return Status(RowStatus.UNSUBSCRIBED, self.value(cells, "updated_at"), "blocklisted in listmonk")
+        return SUBSCRIBED
+
+    def properties(self, cells: list[str]) -> dict[str, object]:
+        properties: dict[str, object] = {
+            name: value for name, position in self.property_positions if (value := cells[position]).strip()
+        }
         try:
             attributes = json.loads(self.value(cells, "attributes") or "{}")
         except json.JSONDecodeError:
             attributes = {"attributes": self.value(cells, "attributes")}
         if isinstance(attributes, dict):
-            record.properties.update(attributes)
-        record.evidence = {name: value for name in ("uuid", "created_at") if (value := self.value(cells, name))}
-        if self.value(cells, "status").lower() == "blocklisted":
-            record.status = RowStatus.UNSUBSCRIBED
-            record.status_time = self.value(cells, "updated_at")
-            record.status_note = "blocklisted in listmonk"
+            properties.update(attributes)
+        return properties
 
 
 class MauticPreset(Preset):
@@ -260,19 +296,17 @@ class MauticPreset(Preset):
         "language": ("preferred_locale",),
     }
     consumed = ("id", "doNotEmail", "dateAdded", "ip")
+    evidence_columns = ("id", "dateAdded", "dateIdentified", "ip")
 
     @classmethod
     def score(cls, header: list[str], file_name: str) -> int:
         names = {name.lower() for name in header}
         return 15 if {"email", "firstname", "lastname"} <= names and "id" in names else 0
 
-    def interpret(self, record: Record, cells: list[str]) -> None:
-        record.evidence = {
-            name: value for name in ("id", "dateAdded", "dateIdentified", "ip") if (value := self.value(cells, name))
-        }
+    def status(self, cells: list[str]) -> Status:
         if self.value(cells, "doNotEmail").lower() in {"1", "true", "yes"}:
-            record.status = RowStatus.UNSUBSCRIBED
-            record.status_note = "do not contact (email) in Mautic"
+            return Status(RowStatus.UNSUBSCRIBED, "", "do not contact (email) in Mautic")
+        return SUBSCRIBED
 
 
 class HubSpotPreset(Preset):
@@ -289,16 +323,16 @@ class HubSpotPreset(Preset):
         "language": ("Preferred language",),
     }
     consumed = ("Record ID", "Unsubscribed from all email", "Marketing contact status")
+    evidence_columns = ("Record ID",)
 
     @classmethod
     def score(cls, header: list[str], file_name: str) -> int:
         return 15 if "Record ID" in header and "Email" in header else 0
 
-    def interpret(self, record: Record, cells: list[str]) -> None:
-        record.evidence = {"Record ID": value} if (value := self.value(cells, "Record ID")) else {}
+    def status(self, cells: list[str]) -> Status:
         if self.value(cells, "Unsubscribed from all email").lower() in {"true", "yes", "1"}:
-            record.status = RowStatus.UNSUBSCRIBED
-            record.status_note = "unsubscribed from all email in HubSpot"
+            return Status(RowStatus.UNSUBSCRIBED, "", "unsubscribed from all email in HubSpot")
+        return SUBSCRIBED
 
 
 class GenericPreset(Preset):

@@ -25,7 +25,7 @@ def import_rows(tmp_path, newsletter, now, rows, *, file_name='subscribed_ü "qu
 
 
 def row(email: str, *, optin_ip: str = "", confirm_ip: str = "", notes: str = "", tags: str = "") -> list[str]:
-    return [email, "Ann", "2", "2024-01-02 03:04:05", optin_ip, "", confirm_ip, "7", "e\\u", notes, tags]
+    return [email, "Ann", "2", " 2024-01-02 03:04:05\u00a0", optin_ip, "", confirm_ip, "7", "e\\u", notes, tags]
 
 
 def test_evidence_and_properties_keep_quotes_backslashes_and_line_breaks(tmp_path, newsletter, now):
@@ -59,3 +59,35 @@ def test_the_consent_keeps_the_confirming_ip_or_else_the_opt_in_ip(
 ):
     import_rows(tmp_path, newsletter, now, [row("ann@example.com", optin_ip=optin_ip, confirm_ip=confirm_ip)])
     assert ConsentRecord.objects.get(email="ann@example.com").ip_address == stored
+
+
+def test_names_with_quotes_and_backslashes_reach_the_evidence_and_properties_intact(tmp_path, newsletter, now):
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "Email Address,MEMBER_RATING,OPTIN_TIME,LEID,EUID,Kunde's \\Notiz\nann@example.com,2,2024-01-02,7,e,hi\n"
+    )
+    job = ImportJob.objects.create(file_name="o'brien \\ list.csv", file_path=str(path), preset="auto", created_at=now)
+    job.subscription_types.set([newsletter])
+    run_import(job, path, now=now)
+    assert Contact.objects.get().properties == {"Kunde's \\Notiz": "hi"}
+    evidence = ConsentRecord.objects.get().evidence
+    assert (evidence["file"], evidence["line"], evidence["LEID"]) == ("o'brien \\ list.csv", 2, "7")
+
+
+def test_cells_that_are_only_whitespace_of_any_kind_are_left_out_and_evidence_is_trimmed(tmp_path, newsletter, now):
+    blank = "\u00a0\u2003\t "
+    import_rows(tmp_path, newsletter, now, [row(" ann@example.com ", notes=blank, tags="\u3000vip ")])
+    contact = Contact.objects.get(email_normalized="ann@example.com")
+    assert contact.properties == {"TAGS": "\u3000vip "}
+    assert ConsentRecord.objects.get(contact=contact).evidence["OPTIN_TIME"] == "2024-01-02 03:04:05"
+
+
+def test_a_column_name_the_header_repeats_is_read_from_its_last_column(tmp_path, db, now):
+    path = tmp_path / "contacts.csv"
+    path.write_text("email,Notes,Notes\nann@example.com,first,second\nben@example.com,first,\n")
+    job = ImportJob.objects.create(file_name=path.name, file_path=str(path), preset="auto", created_at=now)
+    run_import(job, path, now=now)
+    assert dict(Contact.objects.values_list("email_normalized", "properties")) == {
+        "ann@example.com": {"Notes": "second"},
+        "ben@example.com": {},
+    }
