@@ -40,6 +40,11 @@ from crm.models import ImportBasis, ImportJob, ImportProblem, ImportStatus
 PROBLEM_BATCH = 1000
 PROGRESS_EVERY = 10_000
 STAGE_BATCH = 5000
+# A table has at most 1,600 columns on PostgreSQL; a file with more property columns than this
+# (some CRM exports have hundreds) has its properties built in Python instead.
+MAX_STAGED_PROPERTIES = 1000
+# SQLite's json_object() takes at most 127 arguments: bigger objects are built in parts.
+_SQLITE_OBJECT_PAIRS = 50
 
 # What Python writes for each row. The properties and the evidence are built by the database
 # from the row's own cells, as generated columns: on PostgreSQL while the COPY runs, so one
@@ -175,7 +180,7 @@ class _Stager:
         report_every = PROGRESS_EVERY if self.progress else 0
         email, column = preset.email_position, preset.email_column
         raw_cells = _raw_cells(preset)
-        fields, status_of, properties_of = preset.fields, preset.status, preset.properties
+        fields, status_of, properties_of = preset.fields, preset.status, _python_properties(preset)
         optin_times, optin_ips = preset.optin_time_positions, preset.optin_ip_positions
         db_time = self.db_time
         for row in table.rows:
@@ -219,9 +224,21 @@ class _Stager:
                 yield None
 
 
+def _staged_properties(preset: Preset) -> list[tuple[str, int]]:
+    """(name, position) of the property columns whose cells the database turns into properties."""
+    return preset.property_positions if len(preset.property_positions) <= MAX_STAGED_PROPERTIES else []
+
+
+def _python_properties(preset: Preset) -> Callable[[list[str]], dict[str, object] | None]:
+    """What builds a row's properties in Python; returns None where the database does."""
+    if _staged_properties(preset) or not preset.property_positions:
+        return preset.properties
+    return lambda cells: preset.properties(cells) or preset.column_properties(cells)
+
+
 def _raw_cells(preset: Preset) -> Callable[[list[str]], tuple[str, ...]]:
     """The cells the database builds properties and evidence from, in the order `_create_stage_part` names them."""
-    positions = [position for _, position in (*preset.property_positions, *preset.evidence_positions)]
+    positions = [position for _, position in (*_staged_properties(preset), *preset.evidence_positions)]
     if len(positions) > 1:
         return itemgetter(*positions)
     return lambda cells: tuple(cells[position] for position in positions)
@@ -246,9 +263,14 @@ def _json_object(pairs: list[tuple[str, str]]) -> str:
         names = ", ".join(_literal(name) for name, _ in pairs)
         values = ", ".join(expression for _, expression in pairs)
         return f"jsonb_strip_nulls(jsonb_object(ARRAY[{names}], ARRAY[{values}]))"
-    # A merge patch drops its null members (RFC 7396).
-    members = ", ".join(f"{_literal(name)}, {expression}" for name, expression in pairs)
-    return f"json_patch('{{}}', json_object({members}))"
+    # A merge patch drops its null members (RFC 7396), and merges the object's parts in order.
+    merged = "'{}'"
+    for start in range(0, len(pairs), _SQLITE_OBJECT_PAIRS):
+        members = ", ".join(
+            f"{_literal(name)}, {expression}" for name, expression in pairs[start : start + _SQLITE_OBJECT_PAIRS]
+        )
+        merged = f"json_patch({merged}, json_object({members}))"
+    return merged
 
 
 def _create_stage_part(table: str, preset: Preset | None, file_name: str) -> str:
@@ -257,7 +279,7 @@ def _create_stage_part(table: str, preset: Preset | None, file_name: str) -> str
     json_type = "jsonb" if postgresql else "text"
     whitespace = _literal(_WHITESPACE)
     trim = "btrim" if postgresql else "trim"
-    property_names = [name for name, _ in preset.property_positions] if preset else []
+    property_names = [name for name, _ in _staged_properties(preset)] if preset else []
     evidence_names = [name for name, _ in preset.evidence_positions] if preset else []
     raw = [f"p{index}" for index in range(len(property_names))] + [f"e{index}" for index in range(len(evidence_names))]
     # Properties keep the cell as written, when it is not blank; evidence keeps it trimmed.

@@ -153,8 +153,12 @@ class Preset:
 
     def properties(self, cells: list[str]) -> dict[str, object] | None:
         """The row's properties when the source needs more than its columns (hook); None: the non-blank
-        property columns as the file writes them."""
+        property columns as the file writes them (`column_properties`)."""
         return None
+
+    def column_properties(self, cells: list[str]) -> dict[str, object]:
+        """The non-blank property columns of a row, as the file writes them."""
+        return {name: value for name, position in self.property_positions if (value := cells[position]).strip()}
 
 
 class MailchimpPreset(Preset):
@@ -270,9 +274,7 @@ class ListmonkPreset(Preset):
         return SUBSCRIBED
 
     def properties(self, cells: list[str]) -> dict[str, object]:
-        properties: dict[str, object] = {
-            name: value for name, position in self.property_positions if (value := cells[position]).strip()
-        }
+        properties = self.column_properties(cells)
         try:
             attributes = json.loads(self.value(cells, "attributes") or "{}")
         except json.JSONDecodeError:

@@ -6,6 +6,7 @@ import csv
 
 import pytest
 
+from crm.importing import engine
 from crm.importing.engine import run_import
 from crm.models import ConsentRecord, Contact, ImportJob
 
@@ -91,3 +92,21 @@ def test_a_column_name_the_header_repeats_is_read_from_its_last_column(tmp_path,
         "ann@example.com": {"Notes": "second"},
         "ben@example.com": {},
     }
+
+
+def test_a_file_with_many_columns_keeps_every_one_as_a_property(tmp_path, db, now):
+    names = [f"Extra {index}" for index in range(70)]
+    path = tmp_path / "contacts.csv"
+    path.write_text(",".join(["email", *names]) + "\n" + ",".join(["ann@example.com", *names]) + "\n")
+    job = ImportJob.objects.create(file_name=path.name, file_path=str(path), preset="auto", created_at=now)
+    run_import(job, path, now=now)
+    assert Contact.objects.get().properties == {name: name for name in names}
+
+
+def test_properties_of_a_file_too_wide_for_the_staging_table_are_built_in_python(tmp_path, db, now, monkeypatch):
+    monkeypatch.setattr(engine, "MAX_STAGED_PROPERTIES", 2)
+    path = tmp_path / "contacts.csv"
+    path.write_text("email,a,b,c\nann@example.com,1, ,3\n")
+    job = ImportJob.objects.create(file_name=path.name, file_path=str(path), preset="auto", created_at=now)
+    run_import(job, path, now=now)
+    assert Contact.objects.get().properties == {"a": "1", "c": "3"}
