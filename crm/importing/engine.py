@@ -40,9 +40,10 @@ from crm.models import ImportBasis, ImportJob, ImportProblem, ImportStatus
 PROBLEM_BATCH = 1000
 PROGRESS_EVERY = 10_000
 STAGE_BATCH = 5000
-# A table has at most 1,600 columns on PostgreSQL; a file with more property columns than this
-# (some CRM exports have hundreds) has its properties built in Python instead.
-MAX_STAGED_PROPERTIES = 1000
+# A PostgreSQL row must fit in a page once its long cells are moved out of line (18 bytes
+# each remain): a file with more property columns than this (CRM exports can have hundreds)
+# has its properties built in Python instead.
+MAX_STAGED_PROPERTIES = 250
 # SQLite's json_object() takes at most 127 arguments: bigger objects are built in parts.
 _SQLITE_OBJECT_PAIRS = 50
 

@@ -103,6 +103,15 @@ def test_a_file_with_many_columns_keeps_every_one_as_a_property(tmp_path, db, no
     assert Contact.objects.get().properties == {name: name for name in names}
 
 
+def test_a_row_of_hundreds_of_long_cells_imports(tmp_path, db, now):
+    names = [f"Property {index}" for index in range(600)]
+    path = tmp_path / "contacts.csv"
+    path.write_text(",".join(["email", *names]) + "\n" + ",".join(["ann@example.com", *["x" * 100] * 600]) + "\n")
+    job = ImportJob.objects.create(file_name=path.name, file_path=str(path), preset="auto", created_at=now)
+    run_import(job, path, now=now)
+    assert len(Contact.objects.get().properties) == 600
+
+
 def test_properties_of_a_file_too_wide_for_the_staging_table_are_built_in_python(tmp_path, db, now, monkeypatch):
     monkeypatch.setattr(engine, "MAX_STAGED_PROPERTIES", 2)
     path = tmp_path / "contacts.csv"
