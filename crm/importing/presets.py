@@ -42,6 +42,7 @@ SUBSCRIBED = Status(RowStatus.SUBSCRIBED)
 
 
 PERSON_FIELDS = ("first_name", "last_name", "company", "phone", "time_zone", "language")
+_TIME_ZONE = PERSON_FIELDS.index("time_zone")
 _TIME_ZONES = zoneinfo.available_timezones()
 
 
@@ -107,11 +108,8 @@ class Preset:
         return self._positions[self.email_column] if self.email_column is not None else None
 
     @cached_property
-    def _field_positions(self) -> list[tuple[int | None, bool]]:
-        mapped = self.mapped
-        return [
-            (self._positions[mapped[name]] if name in mapped else None, name == "time_zone") for name in PERSON_FIELDS
-        ]
+    def _field_positions(self) -> list[int | None]:
+        return [self._positions[self.mapped[name]] if name in self.mapped else None for name in PERSON_FIELDS]
 
     @cached_property
     def property_positions(self) -> list[tuple[str, int]]:
@@ -141,10 +139,9 @@ class Preset:
 
     def fields(self, cells: list[str]) -> list[str]:
         """The person fields in PERSON_FIELDS order, trimmed ("" where the file has none, or an unknown time zone)."""
-        values = []
-        for position, is_time_zone in self._field_positions:
-            value = cells[position].strip() if position is not None else ""
-            values.append("" if is_time_zone and value not in _TIME_ZONES else value)
+        values = [cells[position].strip() if position is not None else "" for position in self._field_positions]
+        if values[_TIME_ZONE] not in _TIME_ZONES:
+            values[_TIME_ZONE] = ""
         return values
 
     def status(self, cells: list[str]) -> Status:
