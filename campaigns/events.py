@@ -37,6 +37,7 @@ from django.db.models import Count, Exists, F, OuterRef
 from django.db.models.functions import Coalesce, Greatest
 
 from campaigns import machines
+from campaigns.bounces import Outcome
 from campaigns.models import Campaign, EmailEvent, EventSource, EventType, Send, SendStatus
 from crm import consent
 from crm.bulk import in_values, insert_rows, update_rows
@@ -82,6 +83,14 @@ EVENT_FOR_STATUS = {
     SendStatus.NOT_SENT: EventType.NOT_SENT,
     SendStatus.SOFT_BOUNCED: EventType.SOFT_BOUNCE,
     SendStatus.HARD_BOUNCED: EventType.HARD_BOUNCE,
+}
+# The event a receiver's verdict (campaigns.bounces.Outcome) is recorded as.
+EVENT_FOR_OUTCOME = {
+    Outcome.DELIVERED: EventType.DELIVERED,
+    Outcome.DEFERRED: EventType.DEFERRED,
+    Outcome.HARD_BOUNCE: EventType.HARD_BOUNCE,
+    Outcome.SOFT_BOUNCE: EventType.SOFT_BOUNCE,
+    Outcome.NOT_SENT: EventType.NOT_SENT,
 }
 # Handed over and not failed: the send counts towards the contact's sends since engagement.
 _SENT = frozenset({SendStatus.ACCEPTED, SendStatus.DELIVERED})

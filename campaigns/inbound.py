@@ -30,20 +30,13 @@ from email.parser import BytesParser
 from email.utils import parseaddr
 
 from campaigns import bounces
-from campaigns.events import Observation, record_events
+from campaigns.events import EVENT_FOR_OUTCOME, Observation, record_events
 from campaigns.extensions import extensions
 from campaigns.models import EventSource, EventType, PayloadKind, UnprocessedPayload
 from crm import links, optin
 
 logger = logging.getLogger(__name__)
 
-_OUTCOME_TYPES = {
-    bounces.Outcome.DELIVERED: EventType.DELIVERED,
-    bounces.Outcome.DEFERRED: EventType.DEFERRED,
-    bounces.Outcome.HARD_BOUNCE: EventType.HARD_BOUNCE,
-    bounces.Outcome.SOFT_BOUNCE: EventType.SOFT_BOUNCE,
-    bounces.Outcome.NOT_SENT: EventType.NOT_SENT,
-}
 # Where the address a report was sent to shows: the MTA's envelope headers, then To.
 _RECIPIENT_HEADERS = ("X-Original-To", "Delivered-To", "Envelope-To", "X-Envelope-To", "To")
 _UNSUBSCRIBE_SUBJECT = re.compile(r"^\s*unsubscribe\s+(\S+)\s*$", re.IGNORECASE)
@@ -126,7 +119,7 @@ def _delivery_report(message: Message, raw: bytes, *, send_id: int | None, now: 
     event_id = _event_id(message, raw)
     observations = [
         Observation(
-            type=_OUTCOME_TYPES[recipient.classification.outcome],
+            type=EVENT_FOR_OUTCOME[recipient.classification.outcome],
             source=EventSource.BOUNCE_MAIL,
             occurred_at=now,
             # Our messages have one recipient each: a VERP address names the send.

@@ -247,39 +247,27 @@ def refresh_stats(*, now: datetime) -> int:
     return refreshed
 
 
-RECIPIENT_COLUMNS = [
-    "email",
-    "result",
-    "skip_reason",
-    "bounce_category",
-    "smtp_code",
-    "server_reply",
-    "attempts",
-    "first_attempt_at",
-    "last_attempt_at",
-    "opened_at",
-    "clicked_at",
-    "unsubscribed_at",
-    "complained_at",
+# The export's columns: (header, Send field); the two differ where the header says more.
+_RECIPIENT_FIELDS = [
+    ("email", "email"),
+    ("result", "status"),
+    ("skip_reason", "skip_reason"),
+    ("bounce_category", "bounce_category"),
+    ("smtp_code", "smtp_code"),
+    ("server_reply", "smtp_reply"),
+    ("attempts", "attempts"),
+    ("first_attempt_at", "first_attempt_at"),
+    ("last_attempt_at", "last_attempt_at"),
+    ("opened_at", "opened_at"),
+    ("clicked_at", "clicked_at"),
+    ("unsubscribed_at", "unsubscribed_at"),
+    ("complained_at", "complained_at"),
 ]
+RECIPIENT_COLUMNS = [header for header, _ in _RECIPIENT_FIELDS]
 
 
 def recipient_rows(campaign: Campaign) -> Iterator[list[str]]:
     """One row per recipient for the results export; cells a spreadsheet would run are neutralised."""
-    fields = [
-        "email",
-        "status",
-        "skip_reason",
-        "bounce_category",
-        "smtp_code",
-        "smtp_reply",
-        "attempts",
-        "first_attempt_at",
-        "last_attempt_at",
-        "opened_at",
-        "clicked_at",
-        "unsubscribed_at",
-        "complained_at",
-    ]
+    fields = [field for _, field in _RECIPIENT_FIELDS]
     for values in campaign.sends.order_by("pk").values_list(*fields).iterator(chunk_size=2000):
         yield [escape_formula(value.isoformat() if isinstance(value, datetime) else value) for value in values]

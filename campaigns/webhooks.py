@@ -41,7 +41,7 @@ from django.utils.text import slugify
 from django.views.decorators.csrf import csrf_exempt
 
 from campaigns import bounces, buffer, inbound
-from campaigns.events import Observation, record_events
+from campaigns.events import EVENT_FOR_OUTCOME, Observation, record_events
 from campaigns.models import EventSource, EventType, PayloadKind, UnprocessedPayload
 
 logger = logging.getLogger(__name__)
@@ -58,13 +58,6 @@ _EVENT_TYPES = {
     "complained": EventType.COMPLAINT,
     "unsubscribed": EventType.UNSUBSCRIBE,
     "autoresponded": EventType.AUTO_REPLY,
-}
-_OUTCOME_TYPES = {
-    bounces.Outcome.DELIVERED: EventType.DELIVERED,
-    bounces.Outcome.DEFERRED: EventType.DEFERRED,
-    bounces.Outcome.HARD_BOUNCE: EventType.HARD_BOUNCE,
-    bounces.Outcome.SOFT_BOUNCE: EventType.SOFT_BOUNCE,
-    bounces.Outcome.NOT_SENT: EventType.NOT_SENT,
 }
 
 
@@ -196,7 +189,7 @@ def observation_from_anymail(event: AnymailTrackingEvent, esp_name: str, *, now:
         esp_bounce_type=details.bounce_type,
     )
     if classification is not None and event.event_type != "delivered":
-        kind = _OUTCOME_TYPES[classification.outcome]
+        kind = EVENT_FOR_OUTCOME[classification.outcome]
     metadata = event.metadata if isinstance(event.metadata, dict) else {}
     event_id = (
         event.event_id

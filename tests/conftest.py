@@ -321,6 +321,21 @@ def november(db, newsletter, news, now, manager) -> Campaign:
 
 
 @pytest.fixture
+def spring_sale(newsletter, manager) -> Campaign:
+    """spring_sale: a newsletter campaign that is sending; tests make its sends by hand."""
+    return Campaign.objects.create(
+        name="Spring sale",
+        subscription_type=newsletter,
+        from_name="Shop",
+        from_email="news@shop.example",
+        subject="Sale",
+        html_body="<p>Sale</p>",
+        status="sending",
+        created_by=manager,
+    )
+
+
+@pytest.fixture
 def manager_client(client, manager):
     """A test client logged in as the marketing manager."""
     client.force_login(manager)

@@ -21,21 +21,6 @@ from crm.models import (
 from tests.conftest import subscriber
 
 
-@pytest.fixture
-def campaign(newsletter, manager) -> Campaign:
-    """A sent newsletter campaign (its sends are made by `sent`)."""
-    return Campaign.objects.create(
-        name="Spring sale",
-        subscription_type=newsletter,
-        from_name="Shop",
-        from_email="news@shop.example",
-        subject="Sale",
-        html_body="<p>Sale</p>",
-        status="sending",
-        created_by=manager,
-    )
-
-
 def sent(campaign: Campaign, contact: Contact, now, *, status=SendStatus.ACCEPTED, message_id: str = "") -> Send:
     """A send handed over at `now`."""
     return Send.objects.create(
@@ -70,8 +55,8 @@ def dora(newsletter, now) -> Contact:
     return subscriber("dora@example.org", newsletter, now)
 
 
-def test_a_late_delivered_never_overwrites_a_hard_bounce(campaign, dora, now):
-    send = sent(campaign, dora, now)
+def test_a_late_delivered_never_overwrites_a_hard_bounce(spring_sale, dora, now):
+    send = sent(spring_sale, dora, now)
     record_event(observed(EventType.HARD_BOUNCE, send, now, smtp_code=550, smtp_reply="5.1.1 no such user"), now=now)
 
     record_event(observed(EventType.DELIVERED, send, now + timedelta(minutes=5), smtp_code=250), now=now)
@@ -82,8 +67,8 @@ def test_a_late_delivered_never_overwrites_a_hard_bounce(campaign, dora, now):
     assert EmailEvent.objects.filter(send=send).count() == 2
 
 
-def test_a_bounce_after_delivery_moves_the_send_on(campaign, dora, now):
-    send = sent(campaign, dora, now, status=SendStatus.DELIVERED)
+def test_a_bounce_after_delivery_moves_the_send_on(spring_sale, dora, now):
+    send = sent(spring_sale, dora, now, status=SendStatus.DELIVERED)
 
     record_event(
         observed(EventType.SOFT_BOUNCE, send, now, smtp_reply="mailbox full", bounce_category="mailbox_full"), now=now
@@ -93,8 +78,8 @@ def test_a_bounce_after_delivery_moves_the_send_on(campaign, dora, now):
     assert (send.status, send.bounce_category) == (SendStatus.SOFT_BOUNCED, "mailbox_full")
 
 
-def test_an_open_after_a_bounce_is_recorded_but_does_not_unbounce(campaign, dora, now):
-    send = sent(campaign, dora, now, status=SendStatus.HARD_BOUNCED)
+def test_an_open_after_a_bounce_is_recorded_but_does_not_unbounce(spring_sale, dora, now):
+    send = sent(spring_sale, dora, now, status=SendStatus.HARD_BOUNCED)
 
     event = record_event(
         observed(EventType.OPEN, send, now + timedelta(hours=1), user_agent="Mozilla/5.0 (X11)"), now=now
@@ -105,8 +90,8 @@ def test_an_open_after_a_bounce_is_recorded_but_does_not_unbounce(campaign, dora
     assert event.send_id == send.pk
 
 
-def test_an_open_proves_delivery_of_a_message_the_esp_accepted(campaign, dora, now):
-    send = sent(campaign, dora, now)
+def test_an_open_proves_delivery_of_a_message_the_esp_accepted(spring_sale, dora, now):
+    send = sent(spring_sale, dora, now)
 
     record_event(
         observed(EventType.OPEN, send, now + timedelta(hours=1), user_agent="Mozilla/5.0 (Windows NT 10.0)"), now=now
@@ -117,8 +102,8 @@ def test_an_open_proves_delivery_of_a_message_the_esp_accepted(campaign, dora, n
     assert send.opened_at == now + timedelta(hours=1)
 
 
-def test_a_deferral_reported_by_the_esp_does_not_make_the_pipeline_send_again(campaign, dora, now):
-    send = sent(campaign, dora, now)
+def test_a_deferral_reported_by_the_esp_does_not_make_the_pipeline_send_again(spring_sale, dora, now):
+    send = sent(spring_sale, dora, now)
 
     record_event(observed(EventType.DEFERRED, send, now, smtp_reply="421 try later"), now=now)
 
@@ -127,8 +112,8 @@ def test_a_deferral_reported_by_the_esp_does_not_make_the_pipeline_send_again(ca
     assert EmailEvent.objects.get(send=send).type == EventType.DEFERRED
 
 
-def test_events_about_a_send_that_was_never_sent_change_nothing(campaign, dora, now):
-    send = sent(campaign, dora, now, status=SendStatus.SKIPPED)
+def test_events_about_a_send_that_was_never_sent_change_nothing(spring_sale, dora, now):
+    send = sent(spring_sale, dora, now, status=SendStatus.SKIPPED)
 
     event = record_event(observed(EventType.DELIVERED, send, now), now=now)
 
@@ -137,8 +122,8 @@ def test_events_about_a_send_that_was_never_sent_change_nothing(campaign, dora, 
     assert event.effect.startswith("ignored")
 
 
-def test_it_ignores_a_replayed_webhook_event(campaign, dora, now):
-    send = sent(campaign, dora, now)
+def test_it_ignores_a_replayed_webhook_event(spring_sale, dora, now):
+    send = sent(spring_sale, dora, now)
     first = record_event(observed(EventType.DELIVERED, send, now, event_id="sg-1"), now=now)
 
     again = record_event(observed(EventType.DELIVERED, send, now, event_id="sg-1"), now=now)
@@ -151,16 +136,16 @@ def test_it_ignores_a_replayed_webhook_event(campaign, dora, now):
     assert EmailEvent.objects.filter(send=send).count() == 2
 
 
-def test_one_event_id_may_cover_several_recipients(campaign, dora, newsletter, now):
+def test_one_event_id_may_cover_several_recipients(spring_sale, dora, newsletter, now):
     erin = subscriber("erin@example.org", newsletter, now)
-    sends = [sent(campaign, dora, now), sent(campaign, erin, now)]
+    sends = [sent(spring_sale, dora, now), sent(spring_sale, erin, now)]
 
     recorded = record_events([observed(EventType.HARD_BOUNCE, send, now, event_id="sns-1") for send in sends], now=now)
 
     assert len(recorded) == 2
 
 
-def test_an_event_that_matches_no_message_is_kept_as_orphaned(campaign, now):
+def test_an_event_that_matches_no_message_is_kept_as_orphaned(spring_sale, now):
     event = record_event(
         observed(EventType.HARD_BOUNCE, None, now, recipient="stranger@example.org", message_id="<nope@x>"), now=now
     )
@@ -170,8 +155,8 @@ def test_an_event_that_matches_no_message_is_kept_as_orphaned(campaign, now):
     assert not Suppression.objects.exists()
 
 
-def test_events_are_matched_by_message_id_when_the_source_names_no_send(campaign, dora, now):
-    send = sent(campaign, dora, now, message_id="esp-message-17")
+def test_events_are_matched_by_message_id_when_the_source_names_no_send(spring_sale, dora, now):
+    send = sent(spring_sale, dora, now, message_id="esp-message-17")
 
     event = record_event(observed(EventType.DELIVERED, None, now, message_id="esp-message-17"), now=now)
 
@@ -179,8 +164,8 @@ def test_events_are_matched_by_message_id_when_the_source_names_no_send(campaign
     assert event.contact_id == dora.pk
 
 
-def test_a_hard_bounce_suppresses_the_address(campaign, dora, now):
-    send = sent(campaign, dora, now)
+def test_a_hard_bounce_suppresses_the_address(spring_sale, dora, now):
+    send = sent(spring_sale, dora, now)
 
     record_event(observed(EventType.HARD_BOUNCE, send, now, smtp_reply="550 5.1.1 unknown user"), now=now)
 
@@ -189,8 +174,8 @@ def test_a_hard_bounce_suppresses_the_address(campaign, dora, now):
     assert Suppression.objects.filter(email=dora.email_normalized, reason=SuppressionReason.HARD_BOUNCE).exists()
 
 
-def test_a_complaint_suppresses_and_unsubscribes_from_all(campaign, dora, now):
-    send = sent(campaign, dora, now, status=SendStatus.DELIVERED)
+def test_a_complaint_suppresses_and_unsubscribes_from_all(spring_sale, dora, now):
+    send = sent(spring_sale, dora, now, status=SendStatus.DELIVERED)
 
     record_event(observed(EventType.COMPLAINT, send, now + timedelta(hours=2)), now=now)
 
@@ -203,9 +188,9 @@ def test_a_complaint_suppresses_and_unsubscribes_from_all(campaign, dora, now):
     assert ConsentRecord.objects.filter(contact=dora, action="withdrawn", subscription_type=None).count() == 1
 
 
-def test_an_esp_unsubscribe_leaves_only_the_campaigns_subscription_type(campaign, dora, events, now):
+def test_an_esp_unsubscribe_leaves_only_the_campaigns_subscription_type(spring_sale, dora, events, now):
     Subscription.objects.create(contact=dora, subscription_type=events, status=SubscriptionStatus.SUBSCRIBED)
-    send = sent(campaign, dora, now, status=SendStatus.DELIVERED)
+    send = sent(spring_sale, dora, now, status=SendStatus.DELIVERED)
 
     record_event(observed(EventType.UNSUBSCRIBE, send, now), now=now)
 
@@ -216,8 +201,8 @@ def test_an_esp_unsubscribe_leaves_only_the_campaigns_subscription_type(campaign
     assert "sendgrid" in withdrawal.source_detail
 
 
-def test_an_esp_unsubscribe_from_everything_unsubscribes_from_all(campaign, dora, events, now):
-    send = sent(campaign, dora, now, status=SendStatus.DELIVERED)
+def test_an_esp_unsubscribe_from_everything_unsubscribes_from_all(spring_sale, dora, events, now):
+    send = sent(spring_sale, dora, now, status=SendStatus.DELIVERED)
 
     record_event(observed(EventType.UNSUBSCRIBE, send, now, unsubscribe_all=True), now=now)
 
@@ -225,10 +210,10 @@ def test_an_esp_unsubscribe_from_everything_unsubscribes_from_all(campaign, dora
     assert dora.unsubscribed_from_all_at == now
 
 
-def test_a_human_open_is_engagement_and_a_machine_open_is_not(campaign, dora, newsletter, now):
+def test_a_human_open_is_engagement_and_a_machine_open_is_not(spring_sale, dora, newsletter, now):
     erin = subscriber("erin@example.org", newsletter, now)
     Contact.objects.filter(pk__in=[dora.pk, erin.pk]).update(sends_since_engagement=7)
-    human, machine = sent(campaign, dora, now), sent(campaign, erin, now)
+    human, machine = sent(spring_sale, dora, now), sent(spring_sale, erin, now)
     later = now + timedelta(hours=3)
 
     record_events(
@@ -248,8 +233,8 @@ def test_a_human_open_is_engagement_and_a_machine_open_is_not(campaign, dora, ne
     assert Send.objects.get(pk=machine.pk).opened_at is None
 
 
-def test_an_older_open_never_moves_engagement_dates_back(campaign, dora, now):
-    send = sent(campaign, dora, now)
+def test_an_older_open_never_moves_engagement_dates_back(spring_sale, dora, now):
+    send = sent(spring_sale, dora, now)
     record_event(observed(EventType.CLICK, send, now + timedelta(days=2), user_agent="Mozilla/5.0 (X11)"), now=now)
 
     record_event(observed(EventType.OPEN, send, now + timedelta(days=1), user_agent="Mozilla/5.0 (X11)"), now=now)
@@ -259,8 +244,8 @@ def test_an_older_open_never_moves_engagement_dates_back(campaign, dora, now):
     assert dora.last_open_at == now + timedelta(days=1)
 
 
-def test_each_handed_over_email_counts_once_towards_sends_since_engagement(campaign, dora, now):
-    send = sent(campaign, dora, now, status=SendStatus.SENDING)
+def test_each_handed_over_email_counts_once_towards_sends_since_engagement(spring_sale, dora, now):
+    send = sent(spring_sale, dora, now, status=SendStatus.SENDING)
 
     record_event(observed(EventType.ACCEPTED, send, now), now=now)
     record_event(observed(EventType.DELIVERED, send, now), now=now)
@@ -305,10 +290,10 @@ def test_soft_bounces_older_than_sixty_days_do_not_escalate(newsletter, dora, no
     assert not Suppression.objects.filter(email=dora.email_normalized).exists()
 
 
-def test_a_delivery_between_soft_bounces_starts_the_count_again(newsletter, campaign, dora, now):
+def test_a_delivery_between_soft_bounces_starts_the_count_again(newsletter, spring_sale, dora, now):
     soft_bounce_in(newsletter, dora, now, name="one", when=now - timedelta(days=20))
     soft_bounce_in(newsletter, dora, now, name="two", when=now - timedelta(days=15))
-    delivered = sent(campaign, dora, now - timedelta(days=10))
+    delivered = sent(spring_sale, dora, now - timedelta(days=10))
     record_event(observed(EventType.DELIVERED, delivered, now, occurred_at=now - timedelta(days=10)), now=now)
 
     soft_bounce_in(newsletter, dora, now, name="three", when=now)
@@ -326,8 +311,8 @@ def test_two_soft_bounces_from_one_campaign_count_as_one_campaign(newsletter, do
     assert not Suppression.objects.filter(email=dora.email_normalized).exists()
 
 
-def test_a_hard_bounce_for_a_deleted_contact_still_suppresses_the_address(campaign, dora, now):
-    send = sent(campaign, dora, now)
+def test_a_hard_bounce_for_a_deleted_contact_still_suppresses_the_address(spring_sale, dora, now):
+    send = sent(spring_sale, dora, now)
     dora.delete()
 
     record_event(observed(EventType.HARD_BOUNCE, Send.objects.get(pk=send.pk), now), now=now)
@@ -335,8 +320,8 @@ def test_a_hard_bounce_for_a_deleted_contact_still_suppresses_the_address(campai
     assert Suppression.objects.filter(email="dora@example.org", reason=SuppressionReason.HARD_BOUNCE).exists()
 
 
-def test_email_events_are_append_only(campaign, dora, now):
-    event = record_event(observed(EventType.DELIVERED, sent(campaign, dora, now), now), now=now)
+def test_email_events_are_append_only(spring_sale, dora, now):
+    event = record_event(observed(EventType.DELIVERED, sent(spring_sale, dora, now), now), now=now)
 
     with pytest.raises(TypeError):
         EmailEvent.objects.filter(pk=event.pk).update(type=EventType.OPEN)
@@ -344,8 +329,8 @@ def test_email_events_are_append_only(campaign, dora, now):
         event.save()
 
 
-def test_a_complaint_about_a_deleted_contact_suppresses_the_address(campaign, dora, now):
-    send = sent(campaign, dora, now, status=SendStatus.DELIVERED)
+def test_a_complaint_about_a_deleted_contact_suppresses_the_address(spring_sale, dora, now):
+    send = sent(spring_sale, dora, now, status=SendStatus.DELIVERED)
     dora.delete()
 
     record_event(observed(EventType.COMPLAINT, Send.objects.get(pk=send.pk), now), now=now)

@@ -183,20 +183,6 @@ def post(client, name: str, *, credentials: str = SECRET, body: bytes | None = N
     return client.post(f"/anymail/{esp}/tracking/", data=body, content_type=content_type, **headers)
 
 
-@pytest.fixture
-def campaign(newsletter, manager) -> Campaign:
-    return Campaign.objects.create(
-        name="Spring sale",
-        subscription_type=newsletter,
-        from_name="Shop",
-        from_email="news@shop.example",
-        subject="Sale",
-        html_body="<p>Sale</p>",
-        status="sending",
-        created_by=manager,
-    )
-
-
 def handed_to_esp(campaign: Campaign, email: str, message_id: str, now) -> Send:
     """A send the ESP accepted; Mailjet's example address is not valid enough for a contact (deleted since)."""
     contact = Contact.objects.create(email=email) if "." in email.rpartition("@")[2] else None
@@ -214,9 +200,9 @@ def handed_to_esp(campaign: Campaign, email: str, message_id: str, now) -> Send:
 
 @pytest.mark.parametrize(("name", "message_id", "recipient", "kind", "status"), CASES, ids=[c[0] for c in CASES])
 def test_each_esps_real_payload_is_recorded_once_against_its_send(
-    client, campaign, now, name, message_id, recipient, kind, status
+    client, spring_sale, now, name, message_id, recipient, kind, status
 ):
-    send = handed_to_esp(campaign, recipient, message_id, now)
+    send = handed_to_esp(spring_sale, recipient, message_id, now)
 
     first = post(client, name)
     replay = post(client, name)
@@ -245,8 +231,8 @@ def test_every_reference_payload_is_posted_by_a_test():
     assert covered == {path.name for path in WEBHOOKS.glob("*.json")}
 
 
-def test_the_esps_metadata_finds_a_send_still_being_handed_over(client, campaign, now):
-    send = handed_to_esp(campaign, "recipient@example.com", "", now)
+def test_the_esps_metadata_finds_a_send_still_being_handed_over(client, spring_sale, now):
+    send = handed_to_esp(spring_sale, "recipient@example.com", "", now)
     Send.objects.filter(pk=send.pk).update(status=SendStatus.SENDING)
     [event] = json.loads((WEBHOOKS / "sendgrid_delivered.json").read_text())
     event["send_id"] = str(send.pk)  # SendGrid returns custom args (anymail metadata) at the top level
@@ -308,11 +294,11 @@ def test_an_unreadable_authenticated_body_is_kept_for_staff_not_lost(client, db,
     assert not EmailEvent.objects.exists()
 
 
-def test_a_kept_payload_is_processed_again_from_the_admin(admin_client, client, campaign, now):
+def test_a_kept_payload_is_processed_again_from_the_admin(admin_client, client, spring_sale, now):
     post(client, "sendgrid_bounce.json", body=b"[{")
     kept = UnprocessedPayload.objects.get()
     UnprocessedPayload.objects.filter(pk=kept.pk).update(body=(WEBHOOKS / "sendgrid_bounce.json").read_bytes())
-    handed_to_esp(campaign, "noreply@example.com", "de212213-bb66-4302-8f3f-20acdb7a104e", now)
+    handed_to_esp(spring_sale, "noreply@example.com", "de212213-bb66-4302-8f3f-20acdb7a104e", now)
 
     response = admin_client.post(
         "/admin/campaigns/unprocessedpayload/", {"action": "process_again", "_selected_action": [kept.pk]}, follow=True
@@ -338,8 +324,8 @@ def test_webhooks_take_only_posts(client, db):
     assert client.head("/anymail/sendgrid/tracking/").status_code == 200
 
 
-def test_an_event_type_we_do_not_know_is_recorded_as_other(client, campaign, now):
-    handed_to_esp(campaign, "recipient@example.com", "4ab185c2-0171-492f-9ce0-27de258efc99", now)
+def test_an_event_type_we_do_not_know_is_recorded_as_other(client, spring_sale, now):
+    handed_to_esp(spring_sale, "recipient@example.com", "4ab185c2-0171-492f-9ce0-27de258efc99", now)
     [event] = json.loads((WEBHOOKS / "sendgrid_delivered.json").read_text())
     event["event"] = "group_resubscribe"
 
@@ -348,8 +334,8 @@ def test_an_event_type_we_do_not_know_is_recorded_as_other(client, campaign, now
     assert EmailEvent.objects.get().type == EventType.OTHER
 
 
-def test_a_batch_of_events_is_recorded_together(client, campaign, now):
-    sends = [handed_to_esp(campaign, f"r{i}@example.com", f"m-{i}", now) for i in range(50)]
+def test_a_batch_of_events_is_recorded_together(client, spring_sale, now):
+    sends = [handed_to_esp(spring_sale, f"r{i}@example.com", f"m-{i}", now) for i in range(50)]
     [template] = json.loads((WEBHOOKS / "sendgrid_delivered.json").read_text())
     batch = [
         {**template, "email": send.email, "anymail_id": send.message_id, "sg_event_id": f"ev-{send.pk}"}
@@ -362,8 +348,8 @@ def test_a_batch_of_events_is_recorded_together(client, campaign, now):
     assert EmailEvent.objects.filter(type=EventType.DELIVERED).count() == 50
 
 
-def test_a_webhook_waits_in_the_event_buffer_until_a_worker_records_it(client, campaign, now, event_buffer):
-    handed_to_esp(campaign, "noreply@example.com", "de212213-bb66-4302-8f3f-20acdb7a104e", now)
+def test_a_webhook_waits_in_the_event_buffer_until_a_worker_records_it(client, spring_sale, now, event_buffer):
+    handed_to_esp(spring_sale, "noreply@example.com", "de212213-bb66-4302-8f3f-20acdb7a104e", now)
     drains: list[bool] = []
     accept = webhooks.accept_view(
         "sendgrid_tracking_webhook",
@@ -389,8 +375,8 @@ def test_a_webhook_waits_in_the_event_buffer_until_a_worker_records_it(client, c
     assert event_buffer.llen(webhooks.QUEUE_KEY) == 0
 
 
-def test_a_queued_webhook_stays_when_the_database_fails_and_is_recorded_later(client, campaign, now, event_buffer):
-    handed_to_esp(campaign, "noreply@example.com", "de212213-bb66-4302-8f3f-20acdb7a104e", now)
+def test_a_queued_webhook_stays_when_the_database_fails_and_is_recorded_later(client, spring_sale, now, event_buffer):
+    handed_to_esp(spring_sale, "noreply@example.com", "de212213-bb66-4302-8f3f-20acdb7a104e", now)
     item = json.dumps({"view": "sendgrid_tracking_webhook", "content_type": "application/json", "headers": {}})
     event_buffer.rpush(webhooks.QUEUE_KEY, item.encode() + b"\n" + (WEBHOOKS / "sendgrid_bounce.json").read_bytes())
 
