@@ -47,22 +47,20 @@ MAX_STAGED_PROPERTIES = 250
 # SQLite's json_object() takes at most 127 arguments: bigger objects are built in parts.
 _SQLITE_OBJECT_PAIRS = 50
 
-# What Python writes for each row. The properties and the evidence are built by the database
-# from the row's own cells, as generated columns: on PostgreSQL while the COPY runs, so one
-# core turns cells into JSON while the other reads the next rows. Python builds properties
-# only for sources that need more than their columns (listmonk's attributes).
+# What Python writes for each row. The other person fields, the properties and the evidence
+# are built by the database from the row's own cells, as generated columns: on PostgreSQL while the
+# COPY runs, so one core trims cells and builds JSON while the other reads the next rows.
+# Python builds properties only for sources that need more than their columns (listmonk's
+# attributes).
 STAGE_COLUMNS = [
     ("seq", "bigint NOT NULL"),
     ("line", "integer NOT NULL"),
     ("email", "text NOT NULL"),
     ("email_normalized", "text NOT NULL"),
     ("is_role", "boolean NOT NULL"),
-    ("first_name", "text NOT NULL"),
-    ("last_name", "text NOT NULL"),
-    ("company", "text NOT NULL"),
-    ("phone", "text NOT NULL"),
+    # Checked against the known zones here: a list of 600 in a generated column costs PostgreSQL
+    # a comparison with each, for every row.
     ("time_zone", "text NOT NULL"),
-    ("language", "text NOT NULL"),
     ("given_properties", "json"),
     ("ip", "text"),
     ("status", "text NOT NULL"),
@@ -72,13 +70,13 @@ STAGE_COLUMNS = [
     ("status_note", "text NOT NULL"),
 ]
 # What the apply reads: one table, whatever the number of files in the upload.
+_LIMITS = {"first_name": 150, "last_name": 150, "company": 200, "phone": 50, "time_zone": 64, "language": 16}
 APPLIED_COLUMNS = [
     *(name for name, _ in STAGE_COLUMNS if name not in ("line", "given_properties")),
+    *(name for name in _LIMITS if name != "time_zone"),
     "properties",
     "evidence",
 ]
-_LIMITS = {"first_name": 150, "last_name": 150, "company": 200, "phone": 50, "time_zone": 64, "language": 16}
-_FIELD_LIMITS = tuple(_LIMITS.values())
 # What str.strip() removes, so that the database trims cells exactly as Python does.
 _WHITESPACE = "".join(char for char in map(chr, range(0x110000)) if char.isspace())
 _to_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
@@ -181,7 +179,7 @@ class _Stager:
         report_every = PROGRESS_EVERY if self.progress else 0
         email, column = preset.email_position, preset.email_column
         raw_cells = _raw_cells(preset)
-        fields, status_of, properties_of = preset.fields, preset.status, _python_properties(preset)
+        status_of, properties_of, time_zone = preset.status, _python_properties(preset), preset.time_zone
         optin_times, optin_ips = preset.optin_time_positions, preset.optin_ip_positions
         db_time = self.db_time
         for row in table.rows:
@@ -211,7 +209,7 @@ class _Stager:
                         address.given,
                         address.normalized,
                         address.is_role,
-                        *[value[:limit] for value, limit in zip(fields(cells), _FIELD_LIMITS, strict=True)],
+                        time_zone(cells)[: _LIMITS["time_zone"]],
                         None if properties is None else _to_json(properties),
                         _clean_ip(cells[position].strip() for position in optin_ips),
                         status.status.value,
@@ -238,8 +236,12 @@ def _python_properties(preset: Preset) -> Callable[[list[str]], dict[str, object
 
 
 def _raw_cells(preset: Preset) -> Callable[[list[str]], tuple[str, ...]]:
-    """The cells the database builds properties and evidence from, in the order `_create_stage_part` names them."""
-    positions = [position for _, position in (*_staged_properties(preset), *preset.evidence_positions)]
+    """The cells the database builds fields, properties and evidence from, in the order `_create_stage_part` names
+    them."""
+    named = [*preset.field_positions, *_staged_properties(preset), *preset.evidence_positions]
+    positions = [position for _, position in named]
+    if preset.name_position is not None:
+        positions.append(preset.name_position)
     if len(positions) > 1:
         return itemgetter(*positions)
     return lambda cells: tuple(cells[position] for position in positions)
@@ -279,29 +281,40 @@ def _create_stage_part(table: str, preset: Preset | None, file_name: str) -> str
     postgresql = connection.vendor == "postgresql"
     json_type = "jsonb" if postgresql else "text"
     whitespace = _literal(_WHITESPACE)
-    trim = "btrim" if postgresql else "trim"
+    field_names = [name for name, _ in preset.field_positions] if preset else []
     property_names = [name for name, _ in _staged_properties(preset)] if preset else []
     evidence_names = [name for name, _ in preset.evidence_positions] if preset else []
-    raw = [f"p{index}" for index in range(len(property_names))] + [f"e{index}" for index in range(len(evidence_names))]
+    raw = [
+        *(f"f{index}" for index in range(len(field_names))),
+        *(f"p{index}" for index in range(len(property_names))),
+        *(f"e{index}" for index in range(len(evidence_names))),
+        *(["full_name"] if preset and preset.name_position is not None else []),
+    ]
+
+    def trimmed(column: str) -> str:
+        return f"{'btrim' if postgresql else 'trim'}({column}, {whitespace})"
+
     # Properties keep the cell as written, when it is not blank; evidence keeps it trimmed.
     properties = _json_object(
         [
-            (name, f"CASE WHEN {trim}(p{index}, {whitespace}) <> '' THEN p{index} END")
+            (name, f"CASE WHEN {trimmed(f'p{index}')} <> '' THEN p{index} END")
             for index, name in enumerate(property_names)
         ]
     )
     evidence = _json_object(
-        [(name, f"NULLIF({trim}(e{index}, {whitespace}), '')") for index, name in enumerate(evidence_names)]
+        [(name, f"NULLIF({trimmed(f'e{index}')}, '')") for index, name in enumerate(evidence_names)]
     )
     # The evidence starts with where the row came from; its line number is the row's own.
     source = _to_json({"source_system": preset.source_system if preset else "", "file": file_name})
     opening = _literal(source[:-1] + ', "line": ')
     start = f"{opening} || CAST(line AS text) || '}}'"
     evidence = f"CAST({start} AS jsonb) || {evidence}" if postgresql else f"json_patch({start}, {evidence})"
+    fields = _field_expressions(field_names, "full_name" in raw, trimmed)
     columns = [
         *(f"{name} {kind.replace('json', json_type)}" for name, kind in STAGE_COLUMNS),
         *(f"{name} text NOT NULL" for name in raw),
         "duplicate boolean NOT NULL DEFAULT FALSE",
+        *(f"{name} text GENERATED ALWAYS AS ({expression}) STORED" for name, expression in fields.items()),
         f"properties {json_type} GENERATED ALWAYS AS (COALESCE(given_properties, {properties})) STORED",
         f"evidence {json_type} GENERATED ALWAYS AS ({evidence}) STORED",
     ]
@@ -310,6 +323,26 @@ def _create_stage_part(table: str, preset: Preset | None, file_name: str) -> str
         cursor.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
         cursor.execute(f"CREATE {unlogged}TABLE {_quote(table)} ({', '.join(columns)})")
     return ", ".join([*(name for name, _ in STAGE_COLUMNS), *raw])
+
+
+def _field_expressions(mapped: list[str], has_full_name: bool, trimmed: Callable[[str], str]) -> dict[str, str]:
+    """SQL for each person field but the time zone: the trimmed cell of its column (its first characters, as many
+    as the contact keeps), or the first name and the rest of a full name, or ""."""
+    postgresql = connection.vendor == "postgresql"
+    cells = {name: trimmed(f"f{index}") for index, name in enumerate(mapped)}
+    if has_full_name:
+        name = trimmed("full_name")
+        space = f"strpos({name}, ' ')" if postgresql else f"instr({name}, ' ')"
+        first = f"CASE WHEN {space} > 0 THEN substr({name}, 1, {space} - 1) ELSE {name} END"
+        last = f"CASE WHEN {space} > 0 THEN substr({name}, {space} + 1) ELSE '' END"
+        for field, part in (("first_name", first), ("last_name", last)):
+            otherwise = cells.get(field, "''")
+            cells[field] = f"CASE WHEN {part} <> '' THEN {part} ELSE {otherwise} END"
+    return {
+        field: f"substr({cells[field]}, 1, {limit})" if field in cells else "''"
+        for field, limit in _LIMITS.items()
+        if field != "time_zone"
+    }
 
 
 def _join_stage_parts(table: str, parts: list[str]) -> None:

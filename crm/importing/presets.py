@@ -7,8 +7,8 @@ header name, never by a fixed position (each file's names are resolved to positi
 its rows read as lists of cells); Mailchimp's leading merge-field labels are localized, so its
 files are recognised by their uppercase system columns.
 
-Most of this is declared, so the import can build evidence and properties in the database;
-hook methods (`fields`, `status`, `properties`) cover what a source does row by row.
+Most of this is declared, so the import can build fields, evidence and properties in the
+database; hook methods (`status`, `properties`) cover what a source does row by row.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ SUBSCRIBED = Status(RowStatus.SUBSCRIBED)
 
 
 PERSON_FIELDS = ("first_name", "last_name", "company", "phone", "time_zone", "language")
-_TIME_ZONE = PERSON_FIELDS.index("time_zone")
-_TIME_ZONES = zoneinfo.available_timezones()
+# A time zone a file gives is kept only if it is one of these.
+_TIME_ZONES = frozenset(zoneinfo.available_timezones())
 
 
 class Preset:
@@ -62,6 +62,9 @@ class Preset:
     optin_time_columns: tuple[str, ...] = ()
     # The first of these that is an IP address is where they opted in from.
     optin_ip_columns: tuple[str, ...] = ()
+    # A column with the whole name: its first word is the first name (where it has one), the
+    # rest after the first space the last name.
+    name_column: str | None = None
 
     def __init__(self, header: list[str], *, file_name: str = "") -> None:
         self.header = header
@@ -108,8 +111,18 @@ class Preset:
         return self._positions[self.email_column] if self.email_column is not None else None
 
     @cached_property
-    def _field_positions(self) -> list[int | None]:
-        return [self._positions[self.mapped[name]] if name in self.mapped else None for name in PERSON_FIELDS]
+    def field_positions(self) -> list[tuple[str, int]]:
+        """(person field, position) of the fields this file has but the time zone, in PERSON_FIELDS order."""
+        return [(name, self._positions[column]) for name, column in self.mapped.items() if name != "time_zone"]
+
+    @cached_property
+    def _time_zone_position(self) -> int | None:
+        column = self.mapped.get("time_zone")
+        return self._positions[column] if column is not None else None
+
+    @cached_property
+    def name_position(self) -> int | None:
+        return self._positions.get(self.name_column) if self.name_column else None
 
     @cached_property
     def property_positions(self) -> list[tuple[str, int]]:
@@ -137,12 +150,12 @@ class Preset:
         position = self._positions.get(name)
         return cells[position].strip() if position is not None else ""
 
-    def fields(self, cells: list[str]) -> list[str]:
-        """The person fields in PERSON_FIELDS order, trimmed ("" where the file has none, or an unknown time zone)."""
-        values = [cells[position].strip() if position is not None else "" for position in self._field_positions]
-        if values[_TIME_ZONE] not in _TIME_ZONES:
-            values[_TIME_ZONE] = ""
-        return values
+    def time_zone(self, cells: list[str]) -> str:
+        """The row's time zone, trimmed; "" where the file has none or one that is not a known zone."""
+        if self._time_zone_position is None:
+            return ""
+        zone = cells[self._time_zone_position].strip()
+        return zone if zone in _TIME_ZONES else ""
 
     def status(self, cells: list[str]) -> Status:
         """What the row says about its address (hook for subclasses)."""
@@ -258,12 +271,7 @@ class ListmonkPreset(Preset):
         return 20 if {"uuid", "email", "name", "attributes", "status"} <= names else 0
 
     evidence_columns = ("uuid", "created_at")
-
-    def fields(self, cells: list[str]) -> list[str]:
-        values = super().fields(cells)
-        first, _, last = self.value(cells, "name").partition(" ")
-        values[0], values[1] = first or values[0], last or values[1]
-        return values
+    name_column = "name"
 
     def status(self, cells: list[str]) -> Status:
         if self.value(cells, "status").lower() == "blocklisted":

@@ -119,3 +119,37 @@ def test_properties_of_a_file_too_wide_for_the_staging_table_are_built_in_python
     job = ImportJob.objects.create(file_name=path.name, file_path=str(path), preset="auto", created_at=now)
     run_import(job, path, now=now)
     assert Contact.objects.get().properties == {"a": "1", "c": "3"}
+
+
+def test_person_fields_are_trimmed_cut_to_size_and_unknown_time_zones_left_out(tmp_path, db, now):
+    path = tmp_path / "contacts.csv"
+    path.write_text(
+        "email,first_name,last_name,time_zone\n"
+        f"ann@example.com,\u00a0Ann\u2003,{'L' * 200},Europe/Berlin\n"
+        "ben@example.com,Ben,,Mars/Olympus\n",
+        encoding="utf-8",
+    )
+    job = ImportJob.objects.create(file_name=path.name, file_path=str(path), preset="auto", created_at=now)
+    run_import(job, path, now=now)
+    people = {c.email_normalized: c for c in Contact.objects.all()}
+    assert (people["ann@example.com"].first_name, people["ann@example.com"].last_name) == ("Ann", "L" * 150)
+    assert [people[email].time_zone for email in ("ann@example.com", "ben@example.com")] == ["Europe/Berlin", ""]
+
+
+def test_a_full_name_gives_the_first_word_as_first_name_and_the_rest_as_last_name(tmp_path, db, now):
+    path = tmp_path / "subscribers.csv"
+    path.write_text(
+        "uuid,email,name,attributes,status,created_at,updated_at\n"
+        "u1,one@example.com, Ann Marie Lee ,{},enabled,2024-01-01,2024-01-02\n"
+        "u2,two@example.com,Cher,{},enabled,2024-01-01,2024-01-02\n"
+    )
+    job = ImportJob.objects.create(file_name=path.name, file_path=str(path), preset="auto", created_at=now)
+    run_import(job, path, now=now)
+    assert dict(Contact.objects.values_list("email_normalized", "first_name")) == {
+        "one@example.com": "Ann",
+        "two@example.com": "Cher",
+    }
+    assert dict(Contact.objects.values_list("email_normalized", "last_name")) == {
+        "one@example.com": "Marie Lee",
+        "two@example.com": "",
+    }
