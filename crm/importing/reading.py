@@ -22,6 +22,9 @@ SAMPLE_BYTES = 64 * 1024
 MAX_LINE_CHARS = 1024 * 1024
 DELIMITERS = [",", ";", "\t", "|"]
 OVERLONG = "\x00deliverwell-overlong-line\x00"
+# A line holding a NUL character: binary data in a text file, which PostgreSQL's COPY refuses
+# in any text (one such cell would fail the whole import).
+NUL_LINE = "\x00deliverwell-nul-line\x00"
 
 
 class UnreadableFile(ValueError):
@@ -92,7 +95,7 @@ def _bounded_lines(text: io.TextIOBase) -> Iterator[str]:
                     break
             yield OVERLONG + "\n"
             continue
-        yield line
+        yield NUL_LINE + "\n" if "\x00" in line else line
 
 
 def _binary_garbage(sample: bytes, encoding: str) -> bool:
@@ -154,6 +157,9 @@ def _rows(lines: Iterator[str], header: list[str], delimiter: str) -> Iterator[R
             continue
         if cells[0].startswith(OVERLONG):
             yield Row(start, [], f"line longer than {MAX_LINE_CHARS:,} characters")
+            continue
+        if cells[0].startswith(NUL_LINE):
+            yield Row(start, [], "holds a NUL character (binary data, not text)")
             continue
         if len(cells) != width:
             yield Row(start, [], f"has {len(cells)} fields, the header has {width}")

@@ -91,6 +91,7 @@ def test_bad_rows_are_reported_with_line_and_reason_while_the_rest_imports(tmp_p
         b"too,many,fields\n"
         b'"multi@example.com","Line\nbreak"\n'
         b"GOOD@example.com,Again\n" + b"x" * 1_100_000 + b"\nlast@example.com,Last\n"
+        b"nul@example.com,Bi\x00nary\n"
     )
     report = tmp_path / "errors.csv"
     output = run_command(str(path), "--errors", str(report))
@@ -103,9 +104,10 @@ def test_bad_rows_are_reported_with_line_and_reason_while_the_rest_imports(tmp_p
     assert (3, "'not an email' is not a valid email address: An email address must have an @-sign.") in problems
     assert (4, "line 4 has 3 fields, the header has 2") in problems
     assert (8, "line 8 line longer than 1,048,576 characters") in problems
+    assert (10, "line 10 holds a NUL character (binary data, not text)") in problems
     assert "duplicate" in output
     rows = list(csv.DictReader(report.open()))
-    assert [row["line"] for row in rows] == ["3", "4", "8"]
+    assert [row["line"] for row in rows] == ["3", "4", "8", "10"]
     assert rows[0]["value"] == "not an email"
 
 
