@@ -15,7 +15,7 @@ in the worker path (claim + send_batch, in this process), a global rate shared b
 workers over every 10 s window, DKIM signing per algorithm, and the anymail path.
 
 Usage: python bench/send.py [--recipients 100000] [--rate 200] [--rate-seconds 60]
-                            [--batch-size 200] [--bare 5000] [--database-url postgres://…]
+                            [--batch-size 1000] [--bare 2000] [--database-url postgres://…]
 Redis databases: BENCH_CACHE_URL and BENCH_BROKER_URL (defaults below); both are emptied.
 """
 
@@ -804,7 +804,7 @@ def main() -> None:
     parser.add_argument(
         "--seconds", type=float, default=120, help="cancel each worker run this long after its first message (0: all)"
     )
-    parser.add_argument("--batch-size", type=int, default=200, help="SEND_BATCH_SIZE (recipients per task)")
+    parser.add_argument("--batch-size", type=int, default=1000, help="SEND_BATCH_SIZE (recipients per task)")
     parser.add_argument(
         "--rate", type=int, default=0, help="the global SEND_RATE_PER_SECOND to hold (0: 60 %% of 2 workers' speed)"
     )
