@@ -25,6 +25,7 @@ are recorded and change nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -399,10 +400,14 @@ def _count_sent(contact_ids: list[int], *, now: datetime) -> None:
     for contact_id, count in times.items():
         by_count[count].append(contact_id)
     for count, ids in by_count.items():
-        Contact.objects.filter(pk__in=ids).update(
+        Contact.objects.filter(pk__in=in_values(ids, "bigint")).update(
             sends_since_engagement=F("sends_since_engagement") + count,
             last_sent_at=Greatest(Coalesce("last_sent_at", now), now),
         )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 def _mark_engaged(latest: dict[int, list[datetime | None]]) -> None:
@@ -410,17 +415,23 @@ def _mark_engaged(latest: dict[int, list[datetime | None]]) -> None:
     if not latest:
         return
     if connection.vendor == "postgresql":
-        # One statement for the batch; GREATEST skips NULLs on PostgreSQL.
-        rows = ", ".join(["(%s::bigint, %s::timestamptz, %s::timestamptz)"] * len(latest))
-        params = [value for contact_id, (opened, clicked) in latest.items() for value in (contact_id, opened, clicked)]
+        # One statement for the batch, its rows as one JSON parameter (see crm.bulk), in id order
+        # as every writer of contacts here; GREATEST skips NULLs on PostgreSQL.
+        rows = json.dumps(
+            [
+                {"id": contact_id, "opened": _iso(opened), "clicked": _iso(clicked)}
+                for contact_id, (opened, clicked) in sorted(latest.items())
+            ]
+        )
         with connection.cursor() as cursor:
             cursor.execute(
                 "UPDATE crm_contact AS c SET last_open_at = GREATEST(c.last_open_at, v.opened), "
                 "last_click_at = GREATEST(c.last_click_at, v.clicked), "
                 "last_engaged_at = GREATEST(c.last_engaged_at, v.opened, v.clicked), "
                 "sends_since_engagement = 0, engagement_status = %s "
-                f"FROM (VALUES {rows}) AS v (id, opened, clicked) WHERE c.id = v.id",
-                [EngagementStatus.ENGAGED.value, *params],
+                "FROM jsonb_to_recordset(%s::jsonb) AS v (id bigint, opened timestamptz, clicked timestamptz) "
+                "WHERE c.id = v.id",
+                [EngagementStatus.ENGAGED.value, rows],
             )
         return
     for contact_id, (opened, clicked) in latest.items():
