@@ -510,6 +510,12 @@ def bench_evaluation(results: list) -> None:
         return min(times)
 
     base_seconds, mine = best(baseline_run), best(mine_run)
+    fields = ["domain_id", "delivered", "human_opens", "baseline_delivered", "status", "low_streak"]
+    ours = list(today.order_by("domain_id").values_list(*fields))
+    baseline_run()
+    theirs = list(today.order_by("domain_id").values_list(*fields))
+    assert ours == theirs, (ours, theirs)
+    print(f"  same rows as the hand-written SQL: {ours}")
     raw_params = {"start": health.day_start(window.start), "end": health.day_start(window.end)}
     raw, _ = timed(lambda: sql(RAW_EVALUATION, raw_params))
     results.append(

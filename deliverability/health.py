@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, Sum, Value, When
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import TruncDate
 
 from campaigns import pipeline
@@ -48,7 +48,6 @@ from crm.models import Contact, EngagementStatus, Suppression, SuppressionReason
 from deliverability import repair
 from deliverability.chunks import in_chunks, update_in_chunks
 from deliverability.models import (
-    DOMAIN_ALERT_KINDS,
     DailyMetrics,
     EvaluationStatus,
     HealthAlert,
@@ -254,104 +253,125 @@ def evaluation_windows(moment: datetime) -> tuple[Window, Window]:
     return Window(start, end), Window(start - timedelta(days=settings.OPEN_RATE_BASELINE_DAYS), start)
 
 
-def _totals(window: Window, baseline: Window) -> dict[int, tuple[int, int, int, int]]:
-    """Sending domain id → (delivered, human opens) in the window, then in the baseline: one query."""
-    in_window = Q(day__gte=window.start)
-    rows = (
-        DailyMetrics.objects.filter(day__gte=baseline.start, day__lt=window.end)
-        .values("domain_id")
-        .annotate(
-            window_delivered=Sum("delivered", filter=in_window),
-            window_opens=Sum("human_opens", filter=in_window),
-            baseline_delivered=Sum("delivered", filter=~in_window),
-            baseline_opens=Sum("human_opens", filter=~in_window),
-        )
-        .values_list("domain_id", "window_delivered", "window_opens", "baseline_delivered", "baseline_opens")
-    )
-    return {domain_id: tuple(value or 0 for value in values) for domain_id, *values in rows}
+# Every domain's evaluation of one day in one statement (SQLite and PostgreSQL): the window's and
+# the baseline's sums from the rollup, the verdict, the streak continued from the day before. It
+# returns, beside the row, the domain's unresolved open-rate alerts and the last day evaluated
+# before this one, so the nightly run needs nothing else unless something changes.
+_EVALUATE_DAY = """
+INSERT INTO deliverability_healthevaluation (domain_id, day, window_start, window_end, delivered, human_opens,
+    open_rate, baseline_delivered, baseline_open_rate, status, low_streak, evaluated_at)
+SELECT r.domain_id, %(day)s, %(start)s, %(end)s, r.delivered, r.opens, r.rate, r.base_delivered, r.base_rate,
+    CASE WHEN r.delivered < %(min)s THEN %(insufficient)s
+         WHEN r.rate < %(critical)s THEN %(low)s
+         WHEN r.base_delivered >= %(min)s AND r.rate < r.base_rate * %(keep)s THEN %(dropped)s
+         ELSE %(healthy)s END,
+    CASE WHEN r.delivered >= %(min)s AND r.rate < %(critical)s THEN coalesce(y.low_streak, 0) + 1 ELSE 0 END,
+    %(now)s
+FROM (
+    SELECT t.*,
+        CASE WHEN t.delivered > 0 THEN CAST(t.opens AS DOUBLE PRECISION) / t.delivered END AS rate,
+        CASE WHEN t.base_delivered > 0 THEN CAST(t.base_opens AS DOUBLE PRECISION) / t.base_delivered END AS base_rate
+    FROM (
+        SELECT d.id AS domain_id,
+            coalesce(sum(CASE WHEN m.day >= %(start)s THEN m.delivered END), 0) AS delivered,
+            coalesce(sum(CASE WHEN m.day >= %(start)s THEN m.human_opens END), 0) AS opens,
+            coalesce(sum(CASE WHEN m.day < %(start)s THEN m.delivered END), 0) AS base_delivered,
+            coalesce(sum(CASE WHEN m.day < %(start)s THEN m.human_opens END), 0) AS base_opens
+        FROM deliverability_sendingdomain d
+        LEFT JOIN deliverability_dailymetrics m ON m.domain_id = d.id AND m.day >= %(base)s AND m.day < %(end)s
+        GROUP BY d.id
+    ) t
+) r
+LEFT JOIN deliverability_healthevaluation y ON y.domain_id = r.domain_id AND y.day = %(yesterday)s
+WHERE true
+ON CONFLICT (domain_id, day) DO UPDATE SET window_start = excluded.window_start, window_end = excluded.window_end,
+    delivered = excluded.delivered, human_opens = excluded.human_opens, open_rate = excluded.open_rate,
+    baseline_delivered = excluded.baseline_delivered, baseline_open_rate = excluded.baseline_open_rate,
+    status = excluded.status, low_streak = excluded.low_streak, evaluated_at = excluded.evaluated_at
+RETURNING id, domain_id, delivered, human_opens, open_rate, baseline_delivered, baseline_open_rate, status,
+    low_streak,
+    delivered >= %(min)s AND baseline_delivered >= %(min)s AND open_rate < baseline_open_rate * %(keep)s,
+    (SELECT min(a.id) FROM deliverability_healthalert a WHERE a.domain_id = deliverability_healthevaluation.domain_id
+        AND a.kind = %(low_kind)s AND a.resolved_at IS NULL),
+    (SELECT min(a.id) FROM deliverability_healthalert a WHERE a.domain_id = deliverability_healthevaluation.domain_id
+        AND a.kind = %(drop_kind)s AND a.resolved_at IS NULL),
+    (SELECT max(e.day) FROM deliverability_healthevaluation e WHERE e.day < %(day)s)
+"""
 
 
-def _verdict(delivered: int, opens: int, base_delivered: int, base_opens: int) -> tuple[str, bool]:
-    """(status, dropped against the baseline) of one domain's window."""
-    if delivered < settings.OPEN_RATE_MIN_DELIVERED:
-        return EvaluationStatus.INSUFFICIENT, False
-    rate = opens / delivered
-    dropped = base_delivered >= settings.OPEN_RATE_MIN_DELIVERED and rate < base_opens / base_delivered * (
-        1 - settings.OPEN_RATE_DROP_PERCENT / 100
-    )
-    if rate < settings.OPEN_RATE_CRITICAL_PERCENT / 100:
-        return EvaluationStatus.LOW, dropped
-    return (EvaluationStatus.DROPPED if dropped else EvaluationStatus.HEALTHY), dropped
+@dataclass(frozen=True)
+class _Evaluated:
+    """One domain's evaluation of a day as the statement returned it: dropped against its baseline, open alerts."""
+
+    evaluation: HealthEvaluation
+    dropped: bool
+    low_alert: int | None
+    drop_alert: int | None
 
 
-_EVALUATION_FIELDS = [
-    "window_start",
-    "window_end",
-    "delivered",
-    "human_opens",
-    "open_rate",
-    "baseline_delivered",
-    "baseline_open_rate",
-    "status",
-    "low_streak",
-    "evaluated_at",
-]
-
-
-def _evaluate_day(
-    day: date, moment: datetime, domains: list[SendingDomain], *, now: datetime
-) -> list[tuple[HealthEvaluation, bool]]:
-    """Every domain's evaluation of `day`, as made at `moment`, written in one statement."""
+def _evaluate_day(day: date, moment: datetime, *, now: datetime) -> tuple[list[_Evaluated], date | None]:
+    """Every domain's evaluation of `day`, as made at `moment`, and the last day evaluated before it."""
     window, baseline = evaluation_windows(moment)
-    totals = _totals(window, baseline)
-    streaks = dict(HealthEvaluation.objects.filter(day=day - timedelta(days=1)).values_list("domain_id", "low_streak"))
+    params = {
+        "day": day,
+        "yesterday": day - timedelta(days=1),
+        "start": window.start,
+        "end": window.end,
+        "base": baseline.start,
+        "min": settings.OPEN_RATE_MIN_DELIVERED,
+        "critical": settings.OPEN_RATE_CRITICAL_PERCENT / 100,
+        "keep": 1 - settings.OPEN_RATE_DROP_PERCENT / 100,
+        "now": now,
+        "low_kind": HealthAlertKind.OPEN_RATE_LOW.value,
+        "drop_kind": HealthAlertKind.OPEN_RATE_DROP.value,
+        **{status.name.lower(): status.value for status in EvaluationStatus},
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_EVALUATE_DAY, params)
+        rows = sorted(cursor.fetchall(), key=lambda row: row[1])
     results = []
-    for domain in domains:
-        delivered, opens, base_delivered, base_opens = totals.get(domain.pk, (0, 0, 0, 0))
-        status, dropped = _verdict(delivered, opens, base_delivered, base_opens)
+    for pk, domain_id, delivered, opens, rate, base_delivered, base_rate, status, streak, dropped, *alerts, _ in rows:
         evaluation = HealthEvaluation(
-            domain=domain,
+            pk=pk,
+            domain_id=domain_id,
             day=day,
             window_start=window.start,
             window_end=window.end,
             delivered=delivered,
             human_opens=opens,
-            open_rate=opens / delivered if delivered else None,
+            open_rate=rate,
             baseline_delivered=base_delivered,
-            baseline_open_rate=base_opens / base_delivered if base_delivered else None,
+            baseline_open_rate=base_rate,
             status=status,
-            low_streak=streaks.get(domain.pk, 0) + 1 if status == EvaluationStatus.LOW else 0,
+            low_streak=streak,
             evaluated_at=now,
         )
-        results.append((evaluation, dropped))
-    HealthEvaluation.objects.bulk_create(
-        [evaluation for evaluation, _ in results],
-        update_conflicts=True,
-        unique_fields=["domain", "day"],
-        update_fields=_EVALUATION_FIELDS,
-    )
-    return results
+        results.append(_Evaluated(evaluation, bool(dropped), *alerts))
+    last = rows[0][-1] if rows else None
+    return results, date.fromisoformat(last) if isinstance(last, str) else last
 
 
 def evaluate_open_rates(*, now: datetime) -> list[HealthEvaluation]:
     """Evaluate every sending domain's open rate for today; raise and resolve alerts; start repair plans.
 
     Days the job missed are evaluated first (back to OPEN_RATE_CRITICAL_DAYS), so a missed run
-    never breaks a streak. Returns today's evaluations.
+    never breaks a streak: today's statement says which day was evaluated last, and today is
+    evaluated again after them. Returns today's evaluations.
     """
     today = now.date()
-    last = HealthEvaluation.objects.filter(day__lt=today).order_by("-day").values_list("day", flat=True).first()
-    first = today - timedelta(days=settings.OPEN_RATE_CRITICAL_DAYS - 1)
+    results, last = _evaluate_day(today, now, now=now)
+    if not results:
+        return []
+    missed_from = today - timedelta(days=settings.OPEN_RATE_CRITICAL_DAYS - 1)
     if last is not None:
-        first = max(first, last + timedelta(days=1))
-    domains = list(SendingDomain.objects.all())
-    results: list[tuple[HealthEvaluation, bool]] = []
-    day = first
-    while day <= today:
-        results = _evaluate_day(day, now - timedelta(days=(today - day).days), domains, now=now)
-        day += timedelta(days=1)
+        missed_from = max(missed_from, last + timedelta(days=1))
+    if missed_from < today:
+        day = missed_from
+        while day <= today:
+            results, _ = _evaluate_day(day, now - timedelta(days=(today - day).days), now=now)
+            day += timedelta(days=1)
     _act_on(results, now=now)
-    return [evaluation for evaluation, _ in results]
+    return [result.evaluation for result in results]
 
 
 def _percent(rate: float | None) -> str:
@@ -371,23 +391,13 @@ def _evaluation_metrics(evaluation: HealthEvaluation) -> dict:
     }
 
 
-def _act_on(results: list[tuple[HealthEvaluation, bool]], *, now: datetime) -> None:
+def _act_on(results: list[_Evaluated], *, now: datetime) -> None:
     """Raise and resolve the domains' open-rate alerts by today's evaluations (too little mail: left as they are)."""
-    judged = [
-        (evaluation, dropped) for evaluation, dropped in results if evaluation.status != EvaluationStatus.INSUFFICIENT
-    ]
-    if not judged:
-        return
-    raised = {
-        (alert.domain_id, alert.kind): alert.pk
-        for alert in HealthAlert.objects.unresolved().filter(
-            domain__in=[evaluation.domain for evaluation, _ in judged], kind__in=DOMAIN_ALERT_KINDS
-        )
-    }
     resolved = []
-    for evaluation, dropped in judged:
-        domain = evaluation.domain
-        low = raised.get((domain.pk, HealthAlertKind.OPEN_RATE_LOW))
+    for result in results:
+        evaluation, low, drop = result.evaluation, result.low_alert, result.drop_alert
+        if evaluation.status == EvaluationStatus.INSUFFICIENT:
+            continue
         if evaluation.status == EvaluationStatus.LOW and evaluation.low_streak >= settings.OPEN_RATE_CRITICAL_DAYS:
             if low is None:
                 summary = (
@@ -398,18 +408,17 @@ def _act_on(results: list[tuple[HealthEvaluation, bool]], *, now: datetime) -> N
                 )
                 alert = _raise(evaluation, HealthAlertKind.OPEN_RATE_LOW, Severity.CRITICAL, summary, now=now)
                 if alert is not None:
-                    repair.start_plan(domain, now=now, reason=summary, alert=alert)
+                    repair.start_plan(evaluation.domain, now=now, reason=summary, alert=alert)
         elif evaluation.status != EvaluationStatus.LOW and low is not None:
             resolved.append(low)
-        drop = raised.get((domain.pk, HealthAlertKind.OPEN_RATE_DROP))
-        if dropped and drop is None:
+        if result.dropped and drop is None:
             summary = (
                 f"Human open rate {_percent(evaluation.open_rate)} fell by more than "
                 f"{settings.OPEN_RATE_DROP_PERCENT:g} % against its {settings.OPEN_RATE_BASELINE_DAYS}-day baseline "
                 f"of {_percent(evaluation.baseline_open_rate)}."
             )
             _raise(evaluation, HealthAlertKind.OPEN_RATE_DROP, Severity.WARNING, summary, now=now)
-        elif not dropped and drop is not None:
+        elif not result.dropped and drop is not None:
             resolved.append(drop)
     if resolved:
         HealthAlert.objects.filter(pk__in=resolved).update(resolved_at=now)

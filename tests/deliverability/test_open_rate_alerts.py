@@ -201,6 +201,29 @@ def test_a_missed_night_is_evaluated_the_next_night_so_the_streak_holds(domain, 
     assert low_alerts().get().metrics["low_streak"] == 2
 
 
+def test_the_first_evaluation_ever_judges_the_days_before_so_a_long_low_rate_alerts_at_once(
+    domain, time_machine, settings
+):
+    settings.OPEN_RATE_CRITICAL_DAYS = 3
+    quiet = SendingDomain.objects.create(domain="quiet.example.com")
+    today = date(2026, 11, 2)
+    forty_days_of_mail(domain, today, opens=5)
+    time_machine.move_to(at(today, 3), tick=False)
+
+    evaluations = health.evaluate_open_rates(now=at(today, 3))
+
+    assert [(e.domain, e.day, e.status, e.low_streak) for e in evaluations] == [
+        (domain, today, EvaluationStatus.LOW, 3),
+        (quiet, today, EvaluationStatus.INSUFFICIENT, 0),
+    ]
+    assert list(HealthEvaluation.objects.filter(domain=domain).values_list("day", flat=True)) == [
+        today - timedelta(days=2),
+        today - timedelta(days=1),
+        today,
+    ]
+    assert low_alerts().get().domain == domain
+
+
 def test_the_alert_resolves_when_the_rate_recovers(domain, time_machine, settings):
     settings.OPEN_RATE_CRITICAL_DAYS = 1
     today = date(2026, 11, 2)
