@@ -49,7 +49,8 @@ _DRAIN_LOCK = "deliverwell:tracking:drain"
 _LINK_CACHE = "deliverwell:link:{}"
 _LINK_CACHE_SECONDS = 7 * 24 * 3600
 _SALT = "campaigns.tracking"
-_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+# A link's href, quoted (groups 2 and 3) or not (group 4: up to a space or ">", as browsers read it).
+_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(?:(["'])(.*?)\2|([^\s"'>][^\s>]*))""", re.IGNORECASE | re.DOTALL)
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 # A transparent 1x1 GIF.
@@ -184,13 +185,14 @@ def track(html_body: str, *, campaign: Campaign, send_id: int, links: LinkBook, 
     if campaign.track_clicks:
 
         def rewrite(match: re.Match) -> str:
-            url = html.unescape(match.group(3)).strip()
+            quote = match.group(2) or '"'
+            url = html.unescape(match.group(3) if match.group(2) else match.group(4)).strip()
             if not _trackable(url) or "data-no-track" in match.group(1).lower():
                 return match.group(0)
             link_id = links.link_id(campaign, url, now=now)
             if link_id is None:
                 return match.group(0)
-            return f"{match.group(1)}{match.group(2)}{click_url(send_id, link_id)}{match.group(2)}"
+            return f"{match.group(1)}{quote}{click_url(send_id, link_id)}{quote}"
 
         html_body = _HREF.sub(rewrite, html_body)
     if campaign.track_opens:

@@ -54,7 +54,7 @@ def send_to_alice(campaign, isp, now, manager):
 
 
 def hrefs(html: str) -> list[str]:
-    return re.findall(r"""href=["']([^"']+)["']""", html)
+    return re.findall(r"""href\s*=\s*["']([^"']+)["']""", html)
 
 
 def path_of(url: str) -> str:
@@ -81,6 +81,24 @@ def test_links_in_the_email_go_through_the_redirect_and_a_pixel_is_added(sent):
     assert html.index("/t/o/") < html.index("</body>")
     assert "https://shop.example/new" in text  # the plain-text part keeps the real links
     assert CampaignLink.objects.filter(campaign_id=send.campaign_id).count() == 3
+
+
+def test_a_link_whose_href_is_not_quoted_is_tracked_too(client, november, alice, isp, now, manager, time_machine):
+    november.html_body = (
+        "<html><body><a href=https://shop.example/plain?a=1&amp;b=2>Plain</a> "
+        "<a class=button href = https://shop.example/spaced >Spaced</a> <a href=mailto:help@shop.example>Help</a>"
+        "</body></html>"
+    )
+    november.save()
+    _, html, _ = send_to_alice(november, isp, now, manager)
+    time_machine.move_to(now + timedelta(hours=1), tick=False)
+
+    plain, spaced = [link for link in hrefs(html) if "/t/c/" in link]
+
+    assert 'class=button href = "' in html  # the attribute keeps its place, now quoted
+    assert "<a href=mailto:help@shop.example>" in html
+    assert client.get(path_of(plain), HTTP_USER_AGENT=HUMAN)["Location"] == "https://shop.example/plain?a=1&b=2"
+    assert client.get(path_of(spaced), HTTP_USER_AGENT=HUMAN)["Location"] == "https://shop.example/spaced"
 
 
 def test_a_click_redirects_to_the_link_and_is_engagement(client, sent, alice):
