@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # `make bench BENCHES=signup` runs one; each prints its figures against a baseline.
-BENCHES ?= admin_changelist signup import dns_checks send events health
+BENCHES ?= admin_changelist signup import dns_checks send events health performance_page
 bench: $(STAMP)
 	for bench in $(BENCHES); do $(BIN)/python bench/$$bench.py || exit 1; done
 
