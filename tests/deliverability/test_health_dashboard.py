@@ -40,6 +40,7 @@ def days_of_mail(domain, now: datetime, days: int) -> None:
             delivered=980,
             hard_bounces=12,
             soft_bounces=8,
+            bounce_categories={"unknown_user": {"hard": 12, "soft": 0}, "mailbox_full": {"hard": 0, "soft": 8}},
             human_opens=60 + n,
             machine_opens=300,
             clicks=20,

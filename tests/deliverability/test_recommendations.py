@@ -6,9 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from campaigns.models import Send, SendStatus
+from campaigns import events
+from campaigns.models import EventSource, EventType, Send, SendStatus
 from crm import consent
 from crm.models import ConsentAction, ConsentMethod, Contact, ContactSource
+from deliverability import health
 from deliverability.models import CheckStatus, SendingDomain
 from deliverability.recommendations import Level, recommend, suggest_domain
 from tests.deliverability.health_history import campaign
@@ -19,22 +21,44 @@ def domain(db) -> SendingDomain:
     return SendingDomain.objects.create(domain="news.example.com")
 
 
+OUTCOME_EVENTS = {
+    SendStatus.DELIVERED: EventType.DELIVERED,
+    SendStatus.HARD_BOUNCED: EventType.HARD_BOUNCE,
+    SendStatus.SOFT_BOUNCED: EventType.SOFT_BOUNCE,
+}
+
+
 def results(campaign_, now, outcomes: list[tuple[str, str, str]], *, contacts=None) -> None:
-    """One send per (address, status, bounce category), handed over an hour ago."""
-    Send.objects.bulk_create(
+    """One send per (address, status, bounce category), its result recorded an hour ago; then the rollup."""
+    handed_over = now - timedelta(hours=1)
+    sends = Send.objects.bulk_create(
         Send(
             campaign=campaign_,
             contact=(contacts or {}).get(email),
             email=email,
-            status=status,
-            bounce_category=category,
-            smtp_reply="550 5.7.1 Message rejected" if category == "policy" else "",
-            due_at=now,
-            created_at=now,
-            first_attempt_at=now - timedelta(hours=1),
+            status=SendStatus.SENDING,
+            due_at=handed_over,
+            created_at=handed_over,
+            first_attempt_at=handed_over,
         )
-        for email, status, category in outcomes
+        for email, _, _ in outcomes
     )
+    events.record_events(
+        [
+            events.Observation(
+                type=OUTCOME_EVENTS[status],
+                source=EventSource.SMTP,
+                occurred_at=handed_over,
+                send_id=send.pk,
+                bounce_category=category,
+                smtp_code=250 if status == SendStatus.DELIVERED else 550,
+                smtp_reply="550 5.7.1 Message rejected" if category == "policy" else "",
+            )
+            for send, (_, status, category) in zip(sends, outcomes, strict=True)
+        ],
+        now=handed_over,
+    )
+    health.roll_up_daily_metrics(now=now)
 
 
 def delivered(count: int) -> list[tuple[str, str, str]]:
