@@ -98,6 +98,30 @@ def test_the_chart_counts_people_by_hour_since_the_first_send(manager_client, se
     assert [(opens, clicks) for _, opens, clicks in performance.over_time] == [(2, 1), (1, 0)]
 
 
+def test_a_proxy_fetching_twice_is_one_machine_recipient(sent_campaign, now):
+    campaign, _ = sent_campaign
+    ada = campaign.sends.get(email="ada@example.org")
+    later = now + timedelta(hours=3)
+    record_events(
+        [
+            Observation(
+                type=EventType.OPEN,
+                source=EventSource.TRACKING,
+                occurred_at=later,
+                send_id=ada.pk,
+                user_agent="Mozilla/5.0",
+                ip_address="17.1.2.3",
+            )
+        ],
+        now=later,
+    )
+
+    performance = reports.campaign_performance(campaign)
+
+    assert (performance.machine_opens, performance.machine_opened) == (3, 2)
+    assert (performance.opens, performance.opened) == (3, 2)
+
+
 def test_each_result_links_to_its_recipients(manager_client, sent_campaign):
     campaign, _ = sent_campaign
     page = manager_client.get(f"/admin/campaigns/campaign/{campaign.pk}/performance/")
