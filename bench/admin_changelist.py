@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
-from common import configure_django, ensure_database
+from common import configure_django, ensure_database, logged_in_client
 from django.apps import apps
-from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.test import Client
@@ -237,16 +236,6 @@ def search_terms(contact_id: int) -> SearchTerms:
     local = email.partition("@")[0]
     middle = len(local) // 2
     return SearchTerms(exact=email, prefix=email[:6], substring=local[middle - 2 : middle + 3])
-
-
-def logged_in_client() -> Client:
-    user_model = get_user_model()
-    user = user_model.objects.filter(username="bench").first()
-    if user is None:
-        user = user_model.objects.create_superuser("bench", "bench@example.com", None)
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def changelist_views(size: int, *, type_id: int, terms: SearchTerms, now: datetime) -> list[View]:

@@ -34,3 +34,17 @@ def configure_django(database_url: str, **environment: str) -> None:
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     django.setup()
+
+
+def logged_in_client():
+    """A Django test client logged in as the benchmark's superuser (made on first use)."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user_model = get_user_model()
+    user = user_model.objects.filter(username="bench").first()
+    if user is None:
+        user = user_model.objects.create_superuser("bench", "bench@example.com", None)
+    client = Client()
+    client.force_login(user)
+    return client

@@ -310,8 +310,8 @@ INSERT INTO campaigns_send (email, status, skip_reason, due_at, attempts, first_
 SELECT s.email, s.status, CASE WHEN s.status = 'skipped' THEN 'unengaged' ELSE '' END, c.t, 1, s.handed_over,
     s.handed_over, '', '<' || c.campaign_id || '.' || n || '@bench.example>',
     CASE WHEN s.bounced THEN 550 END, CASE WHEN s.bounced THEN '550 5.1.1 User unknown (' || n %% 7 || ')' ELSE '' END,
-    CASE WHEN s.bounced THEN (ARRAY['unknown_user', 'mailbox_full', 'policy', 'spam_content', 'dns_failure'])[1 + n %% 5]
-         ELSE '' END,
+    CASE WHEN s.bounced
+         THEN (ARRAY['unknown_user', 'mailbox_full', 'policy', 'spam_content', 'dns_failure'])[1 + n %% 5] ELSE '' END,
     c.t, c.campaign_id, s.contact_id,
     CASE WHEN s.status = 'delivered' AND n %% 4 = 0 THEN c.t + interval '2 hours' END,
     CASE WHEN s.status = 'delivered' AND n %% 40 = 0 THEN c.t + interval '3 hours' END,

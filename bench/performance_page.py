@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 from urllib.parse import urlsplit
 
-from common import configure_django, ensure_database
+from common import configure_django, ensure_database, logged_in_client
 from health import copy_text, load, text_defaults, uptime
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/deliverwell_bench_perfpage"
@@ -329,19 +329,6 @@ def same_figures(campaign, figures: tuple) -> str:
         f"{len(performance.links)} links, {len(performance.over_time)} hours"
     )
     return f"{shown}; {extra}"
-
-
-def logged_in_client():
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
-    user_model = get_user_model()
-    user = user_model.objects.filter(username="bench").first()
-    if user is None:
-        user = user_model.objects.create_superuser("bench", "bench@example.com", None)
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def short(sql: str) -> str:
