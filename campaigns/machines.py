@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from campaigns.models import EventType
+from campaigns.models import EventType, SendStatus
 
 if TYPE_CHECKING:
     from campaigns.events import Observation
@@ -76,9 +76,10 @@ def classify(
             continue
         is_open = observation.type == EventType.OPEN
         reason = agent_reason(observation.user_agent, observation.ip_address, is_open=is_open)
-        send = sends.get(observation.send_id)
-        handed_over = send.last_attempt_at if send is not None else None
-        if not reason and handed_over is not None and observation.occurred_at >= handed_over:
+        handed_over = _handed_over(sends.get(observation.send_id))
+        if not reason and handed_over is not None:
+            # Before the hand-over we recorded (a scanner acting before the server's reply reached
+            # us) is within the window too.
             since = observation.occurred_at - handed_over
             if is_open and since < prefetch:
                 reason = f"opened within {settings.TRACKING_PREFETCH_SECONDS} s of delivery (prefetch)"
@@ -87,6 +88,18 @@ def classify(
         if not reason and not is_open:
             reason = _burst(observation, clicks[observation.send_id])
         observation.machine_reason = reason
+
+
+def _handed_over(send: Send | None) -> datetime | None:
+    """When the message reached the receiving server, or a moment before it.
+
+    A send still in its batch has no attempt written yet (the batch writes them back at its end):
+    its claim time comes before its hand-over (pipeline: a slow batch renews only the sends still
+    to go), so a hit soon after it is soon after the hand-over too.
+    """
+    if send is None:
+        return None
+    return send.claimed_at if send.status == SendStatus.SENDING else send.last_attempt_at
 
 
 def _burst(observation: Observation, clicks: list[tuple[int | None, datetime]]) -> str:

@@ -6,9 +6,10 @@ their next attempt in `due_at` (the database, never a Celery countdown: a broker
 visibility timeout would redeliver long countdowns and send twice).
 
 Crash rule for in-flight rows: a worker that dies leaves its batch in `sending`.
-`recover_stale_claims` returns sends claimed more than 15 minutes ago to `queued`; a live
-worker renews its claim at least once a minute while it works through a slow batch, so only
-a dead worker's batch goes stale. A message that went out just before the crash is then sent
+`recover_stale_claims` returns sends claimed more than 15 minutes ago to `queued`, unless
+another send of the same claim was claimed or renewed since; a live worker renews the claim of
+the sends it has still to hand over at least once a minute while it works through a slow
+batch, so only a dead worker's batch goes stale. A message that went out just before the crash is then sent
 again: the duplicates a crash can cause are at most one batch (SEND_BATCH_SIZE) per dead
 worker, never more (measured: tests/campaigns/test_crash_safety.py).
 """
@@ -370,13 +371,16 @@ def _send_campaign_batch(
     esp = extensions.uses_esp(campaign.from_email)
     tokens = {send.claim_token for send in sends}
     started = renewed = time.monotonic()
-    for send in sends:
+    for position, send in enumerate(sends):
         if time.monotonic() - renewed > CLAIM_RENEWAL_SECONDS:
-            # A slow batch (receiving servers that take their time) must not look abandoned.
+            # A slow batch (receiving servers that take their time) must not look abandoned. Only
+            # the sends still to go move: a handed-over send keeps a claim time before its hand-over,
+            # which tells a scanner's click before the batch is written back (campaigns.machines);
+            # those still to go keep the batch's claim alive for all of it (recover_stale_claims).
             renewed = time.monotonic()
-            Send.objects.filter(claim_token__in=tokens, status=SendStatus.SENDING).update(
-                claimed_at=now + timedelta(seconds=renewed - started)
-            )
+            Send.objects.filter(
+                pk__in=[waiting.pk for waiting in sends[position:]], claim_token__in=tokens, status=SendStatus.SENDING
+            ).update(claimed_at=now + timedelta(seconds=renewed - started))
         send.claim_token = ""
         contact = contacts.get(send.contact_id)
         if contact is None or contact.refusal:
@@ -472,9 +476,17 @@ def smtp_transport() -> SmtpTransport:
 
 
 def recover_stale_claims(*, now: datetime) -> int:
-    """Sends a dead worker held for too long go back to the queue (see the module's crash rule)."""
-    return Send.objects.filter(status=SendStatus.SENDING, claimed_at__lt=now - STALE_CLAIM).update(
-        status=SendStatus.QUEUED, claim_token=""
+    """Sends a dead worker held for too long go back to the queue (see the module's crash rule).
+
+    A claim is alive while any of its sends was claimed or renewed recently: a slow batch renews
+    only the sends it has yet to hand over.
+    """
+    cutoff = now - STALE_CLAIM
+    alive = Send.objects.filter(status=SendStatus.SENDING, claimed_at__gte=cutoff).values("claim_token")
+    return (
+        Send.objects.filter(status=SendStatus.SENDING, claimed_at__lt=cutoff)
+        .exclude(claim_token__in=alive)
+        .update(status=SendStatus.QUEUED, claim_token="")
     )
 
 

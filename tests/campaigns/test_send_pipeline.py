@@ -183,6 +183,21 @@ def test_sends_a_dead_worker_held_go_back_to_the_queue(november, alice, isp, now
     assert Send.objects.get().status == SendStatus.QUEUED
 
 
+def test_a_slow_batch_that_renewed_only_the_sends_still_to_go_keeps_those_it_handed_over(
+    november, alice, newsletter, now, manager
+):
+    subscriber("bob@example.org", newsletter, now)
+    pipeline.start_campaign(november, user=manager, now=now)
+    _handed_over, to_go = pipeline.claim(november.pk, now=now, limit=10)
+    # 14 minutes in, the batch has handed the first over and renews the claim of the one still to go.
+    Send.objects.filter(pk=to_go).update(claimed_at=now + timedelta(minutes=14))
+
+    while_alive = pipeline.recover_stale_claims(now=now + timedelta(minutes=16))
+    after_it_died = pipeline.recover_stale_claims(now=now + timedelta(minutes=30))
+
+    assert (while_alive, after_it_died) == (0, 2)
+
+
 def test_campaign_states_refuse_what_makes_no_sense(november, alice, now, manager):
     pipeline.start_campaign(november, user=manager, now=now)
     pipeline.pause_campaign(november, user=manager, now=now)
@@ -254,8 +269,10 @@ def test_a_slow_batch_renews_its_claim_so_it_is_not_taken_for_abandoned(
 
     pipeline.send_batch(pipeline.claim(november.pk, now=now, limit=10), now=now)
 
-    # The second message started after the first one's two seconds: the claim moved with it.
+    # The second message started after the first one's two seconds: its claim moved with it; the
+    # first one's stayed before its hand-over.
     claimed = sorted(november.sends.values_list("claimed_at", flat=True))
+    assert claimed[0] - now < timedelta(seconds=1)
     assert claimed[-1] - now >= timedelta(seconds=2)
     assert set(november.sends.values_list("status", flat=True)) == {SendStatus.DELIVERED}
 

@@ -251,6 +251,25 @@ def test_a_scanner_clicking_every_link_within_seconds_of_delivery_is_a_machine(
     assert alice.last_click_at is None
 
 
+def test_a_click_before_the_batch_wrote_its_results_back_is_judged_from_the_claim(
+    client, with_links, alice, now, manager, time_machine
+):
+    pipeline.start_campaign(with_links, user=manager, now=now)
+    [send_id] = pipeline.claim(with_links.pk, now=now, limit=10)  # handed over; the batch goes on
+    link = path_of(tracking.click_url(send_id, tracking.LINKS.link_id(with_links, "https://shop.example/new", now=now)))
+
+    time_machine.move_to(now + timedelta(seconds=3), tick=False)
+    client.get(link, HTTP_USER_AGENT=HUMAN)
+    time_machine.move_to(now + timedelta(seconds=40), tick=False)
+    client.get(link, HTTP_USER_AGENT=HUMAN)
+
+    clicks = EmailEvent.objects.filter(type=EventType.CLICK).order_by("occurred_at")
+    assert list(clicks.values_list("machine_reason", flat=True)) == [
+        "clicked within 10 s of delivery (security scanner)",
+        "",
+    ]
+
+
 def test_three_links_clicked_within_five_seconds_are_a_scanner_even_long_after_delivery(
     client, sent, time_machine, now
 ):
