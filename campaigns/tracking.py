@@ -5,24 +5,29 @@ base 36 and a truncated HMAC, so a link is short, cannot be forged, and a click 
 to a link that was in that very email (a link id is registered per campaign when the email is
 rendered; the MAC binds it to the send).
 
-The endpoints never wait for the database. A hit is pushed onto a Redis list
-(campaigns/buffer.py) and a worker records the list in batches through `events.record_events`,
+The endpoints never wait for the database, nor for Redis: a hit waits TRACKING_FLUSH_MS in its
+web process's outbox, then goes with the others onto a Redis list in one push
+(campaigns/buffer.py), and a worker records the list in batches through `events.record_events`,
 so the endpoints keep answering while PostgreSQL is down and lose nothing: a batch leaves the
 list only after it was recorded, and each hit carries its own id, so a batch recorded twice
-(a worker that died before trimming the list) is still recorded once. Without a buffer, or
-when Redis does not answer, a hit is recorded at once.
+(a worker that died before trimming the list) is still recorded once. Without a buffer a hit is
+recorded at once; when Redis does not answer, at the push.
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import html
+import itertools
 import json
 import logging
+import os
 import re
 import secrets
-import uuid
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -31,8 +36,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import redis
 from django.conf import settings
 from django.core.cache import cache as shared_cache
-from django.db import IntegrityError
+from django.db import IntegrityError, connections
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
@@ -290,18 +296,94 @@ class Hit:
         )
 
 
+class _HitIds:
+    """Unique hit ids without a system call each: a random prefix per process and a counter."""
+
+    def __init__(self) -> None:
+        self._pid = 0
+        self._prefix = ""
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        if self._pid != os.getpid():  # a new process (a fork) gets a prefix of its own
+            self._pid, self._prefix = os.getpid(), secrets.token_hex(8)
+        return f"{self._prefix}{next(self._counter):x}"
+
+
+HIT_IDS = _HitIds()
+
+
 def capture(hit: Hit, *, now: datetime, schedule_drain) -> None:
-    """Keep the hit: in the buffer (scheduling a drain when it was empty), else recorded at once."""
-    hit = hit if hit.id else Hit(**{**hit.__dict__, "id": uuid.uuid4().hex})
+    """Keep the hit: in the buffer (scheduling a drain when it was empty), else recorded at once.
+
+    With TRACKING_FLUSH_MS the hit waits that long in the process's outbox and goes to the
+    buffer with the others that came meanwhile (one round trip to Redis for them all).
+    """
+    hit = hit if hit.id else Hit(**{**hit.__dict__, "id": HIT_IDS.next()})
+    if buffer.client() is not None and settings.TRACKING_FLUSH_MS:
+        OUTBOX.put(hit, schedule_drain)
+    else:
+        _keep([hit], now=now, schedule_drain=schedule_drain)
+
+
+def _keep(hits: list[Hit], *, now: datetime, schedule_drain) -> None:
     client = buffer.client()
     if client is not None:
         try:
-            if client.rpush(BUFFER_KEY, hit.as_json()) == 1:
+            if client.rpush(BUFFER_KEY, *(hit.as_json() for hit in hits)) == len(hits):
                 schedule_drain()
             return
         except redis.RedisError as exc:
-            logger.warning("Tracking buffer unavailable (%s): recording the hit directly", exc)
-    record_events([hit.observation()], now=now)
+            logger.warning("Tracking buffer unavailable (%s): recording %s hits directly", exc, len(hits))
+    record_events([hit.observation() for hit in hits], now=now)
+
+
+class _Outbox:
+    """A web process's hits on their way to the buffer, pushed together by a thread of its own.
+
+    The thread starts with the process's first hit (after a fork too) and pushes what waits
+    TRACKING_FLUSH_MS after a hit arrives; a process that exits normally pushes the rest first.
+    A process killed outright loses at most those milliseconds of hits.
+    """
+
+    def __init__(self) -> None:
+        self._waiting = threading.Condition()
+        self._hits: list[Hit] = []
+        self._schedule_drain = None
+        self._pid = 0
+
+    def put(self, hit: Hit, schedule_drain) -> None:
+        with self._waiting:
+            if self._pid != os.getpid():
+                self._pid, self._hits = os.getpid(), []
+                threading.Thread(target=self._run, name="tracking-outbox", daemon=True).start()
+                atexit.register(self.flush)
+            self._hits.append(hit)
+            self._schedule_drain = schedule_drain
+            self._waiting.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._waiting:
+                self._waiting.wait_for(lambda: self._hits)
+            time.sleep(settings.TRACKING_FLUSH_MS / 1000)
+            self.flush()
+            connections.close_all()  # this thread's, opened only when Redis failed
+
+    def flush(self) -> None:
+        """Push what waits now (the thread does it by itself; tests and exits call it)."""
+        with self._waiting:
+            hits, self._hits = self._hits, []
+            schedule_drain = self._schedule_drain
+        if not hits:
+            return
+        try:
+            _keep(hits, now=timezone.now(), schedule_drain=schedule_drain)
+        except Exception:
+            logger.exception("%s tracking hits were lost", len(hits))
+
+
+OUTBOX = _Outbox()
 
 
 def drain(*, now: datetime, batch_size: int = 5000) -> int:

@@ -461,6 +461,9 @@ TRACKING_BURST_SECONDS = env_int("TRACKING_BURST_SECONDS", 5, minimum=1)
 EVENT_BUFFER_URL = env_url("EVENT_BUFFER_URL", REDIS_URL, schemes={"", "redis", "rediss", "unix"})
 # Distinct links registered per campaign; links beyond (personalized URLs) are left untracked.
 TRACKING_MAX_LINKS_PER_CAMPAIGN = env_int("TRACKING_MAX_LINKS_PER_CAMPAIGN", 500, minimum=1)
+# A web process sends its tracking hits to the event buffer together, this many milliseconds after
+# the first of them (one round trip to Redis for many hits); 0: each hit on its own, in the request.
+TRACKING_FLUSH_MS = env_int("TRACKING_FLUSH_MS", 5, minimum=0)
 UTM_SOURCE = env_str("UTM_SOURCE", "deliverwell")
 # The campaign list's figures are refreshed while a campaign sends and for this many days after.
 STATS_REFRESH_DAYS = env_int("STATS_REFRESH_DAYS", 30, minimum=1)

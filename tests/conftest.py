@@ -105,6 +105,7 @@ def event_buffer(settings):
         _missing_part(f"needs Redis at {BUFFER_URL}")
     client.flushdb()
     settings.EVENT_BUFFER_URL = BUFFER_URL
+    settings.TRACKING_FLUSH_MS = 0  # each hit pushed in its request; the outbox's own tests turn it on
     yield client
     client.flushdb()
 

@@ -21,7 +21,7 @@ import pytest
 from django.conf import settings
 from django.core.cache.backends.redis import RedisCache
 
-from campaigns import pipeline, tracking
+from campaigns import pipeline, tasks, tracking
 from campaigns.models import CampaignLink, EmailEvent, EventType, Send, SendStatus
 from crm.models import Contact, EngagementStatus
 from tests.conftest import BUFFER_URL
@@ -354,10 +354,44 @@ def test_garbage_in_the_buffer_is_dropped_and_the_rest_recorded(sent, event_buff
 def test_without_redis_a_hit_is_recorded_at_once(client, sent, settings):
     _, html, _ = sent
     settings.EVENT_BUFFER_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    settings.TRACKING_FLUSH_MS = 0
 
     response = client.get(path_of(next(link for link in hrefs(html) if "/t/c/" in link)), HTTP_USER_AGENT=HUMAN)
 
     assert response.status_code == 302
+    assert EmailEvent.objects.filter(type=EventType.CLICK).count() == 1
+
+
+def test_the_outbox_pushes_a_process_hits_to_the_buffer_together(client, sent, event_buffer, settings, monkeypatch):
+    _, html, _ = sent
+    settings.TRACKING_FLUSH_MS = 60_000  # the outbox's thread waits; the test pushes
+    scheduled = []
+    monkeypatch.setattr(tasks, "schedule_drain", lambda: scheduled.append(True))
+    pixel = re.search(r'<img src="([^"]+/t/o/[^"]+)"', html).group(1)
+    links = [link for link in hrefs(html) if "/t/c/" in link]
+
+    answers = [client.get(path_of(url), HTTP_USER_AGENT=HUMAN).status_code for url in [pixel, *links]]
+    waiting = event_buffer.llen(tracking.BUFFER_KEY)
+    tracking.OUTBOX.flush()
+
+    assert (answers, waiting) == ([200, 302, 302, 302], 0)
+    assert event_buffer.llen(tracking.BUFFER_KEY) == 4
+    assert scheduled == [True], "one push, one drain"
+    hits = [tracking.Hit.from_json(raw) for raw in event_buffer.lrange(tracking.BUFFER_KEY, 0, -1)]
+    assert [hit.kind for hit in hits] == [EventType.OPEN, EventType.CLICK, EventType.CLICK, EventType.CLICK]
+    assert len({hit.id for hit in hits}) == 4
+
+
+def test_the_outbox_records_its_hits_in_the_database_when_redis_does_not_answer(client, sent, settings):
+    _, html, _ = sent
+    settings.EVENT_BUFFER_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    settings.TRACKING_FLUSH_MS = 60_000
+
+    response = client.get(path_of(next(link for link in hrefs(html) if "/t/c/" in link)), HTTP_USER_AGENT=HUMAN)
+    recorded_before = EmailEvent.objects.filter(type=EventType.CLICK).count()
+    tracking.OUTBOX.flush()
+
+    assert (response.status_code, recorded_before) == (302, 0)
     assert EmailEvent.objects.filter(type=EventType.CLICK).count() == 1
 
 
