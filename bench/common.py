@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import sys
@@ -12,6 +13,23 @@ import psycopg
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def add_database_url(parser: argparse.ArgumentParser, default: str) -> None:
+    """The benchmark's --database-url (or BENCH_DATABASE_URL), checked by `checked_args`."""
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", default),
+        help="a PostgreSQL database whose tables may be emptied (its name must contain 'bench')",
+    )
+
+
+def checked_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """The arguments, refusing a database whose name does not say it is a benchmark's to empty."""
+    args = parser.parse_args(argv)
+    if "bench" not in urlsplit(args.database_url).path:
+        parser.error("the benchmark empties tables: use a database whose name contains 'bench'")
+    return args
 
 
 def ensure_database(database_url: str) -> None:

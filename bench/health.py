@@ -35,9 +35,8 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from common import configure_django, ensure_database
+from common import add_database_url, checked_args, configure_django, ensure_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -610,10 +609,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--sends-per-campaign", type=int, default=SENDS_PER_CAMPAIGN)
     parser.add_argument("--regenerate", action="store_true")
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
-    args = parser.parse_args()
-    if "bench" not in urlsplit(args.database_url).path:
-        parser.error("the benchmark empties tables: use a database whose name contains 'bench'")
+    add_database_url(parser, DEFAULT_DATABASE_URL)
+    args = checked_args(parser)
     print(uptime())
     prepare(args)
     results: list = []

@@ -32,10 +32,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psycopg
-from common import configure_django, ensure_database
+from common import add_database_url, checked_args, configure_django, ensure_database
 from psycopg import sql
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/deliverwell_bench_import"
@@ -137,14 +136,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the subscribed file")
     parser.add_argument("--unsubscribed", type=int, default=100_000, help="rows in the unsubscribed file")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
-        help="a PostgreSQL database whose CRM tables may be emptied (its name must contain 'bench')",
-    )
-    args = parser.parse_args(argv)
-    if "bench" not in urlsplit(args.database_url).path:
-        parser.error("the benchmark empties the CRM tables: use a database whose name contains 'bench'")
+    add_database_url(parser, DEFAULT_DATABASE_URL)
+    args = checked_args(parser, argv)
     return args
 
 

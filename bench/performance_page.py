@@ -19,15 +19,13 @@ Usage: python bench/performance_page.py [--sends 1000000] [--regenerate] [--data
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from bisect import bisect
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
-from urllib.parse import urlsplit
 
-from common import configure_django, ensure_database, logged_in_client
+from common import add_database_url, checked_args, configure_django, ensure_database, logged_in_client
 from health import copy_text, load, text_defaults, uptime
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/deliverwell_bench_perfpage"
@@ -341,10 +339,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sends", type=int, default=1_000_000)
     parser.add_argument("--regenerate", action="store_true")
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
-    args = parser.parse_args()
-    if "bench" not in urlsplit(args.database_url).path:
-        parser.error("the benchmark empties tables: use a database whose name contains 'bench'")
+    add_database_url(parser, DEFAULT_DATABASE_URL)
+    args = checked_args(parser)
     print(uptime())
     campaign = prepare(args)
     from campaigns.reports import campaign_performance
