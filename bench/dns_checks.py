@@ -446,7 +446,7 @@ def prepare(database_url: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE deliverability_domaincheck, deliverability_domainalert, deliverability_dkimkey, "
-            "deliverability_sendingdomain"
+            "deliverability_sendingdomain CASCADE"
         )
 
 

@@ -53,7 +53,7 @@ def prepare() -> object:
     cache.clear()
     with connection.cursor() as cursor:
         # A bench database only: TRUNCATE passes the consent log's append-only trigger.
-        cursor.execute("TRUNCATE crm_consentrecord, crm_subscription, crm_contact, crm_suppression")
+        cursor.execute("TRUNCATE crm_consentrecord, crm_subscription, crm_contact, crm_suppression CASCADE")
     newsletter, _ = SubscriptionType.objects.get_or_create(name="Newsletter")
     signup_form, _ = SignupForm.objects.get_or_create(
         slug="bench", defaults={"title": "Bench", "consent_text": "Yes, email me."}
