@@ -254,7 +254,7 @@ class Send(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["campaign", "contact"], name="one_send_per_campaign_contact")]
         indexes = [
-            models.Index(fields=["campaign", "status"], name="send_campaign_status"),
+            models.Index(fields=["campaign", "status", "first_attempt_at"], name="send_campaign_status_time"),
             models.Index(fields=["status", "due_at"], name="send_due"),
             models.Index(fields=["contact", "first_attempt_at"], name="send_contact_recent"),
             # The warm-up cap counts today's first attempts before every claim.
