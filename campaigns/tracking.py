@@ -306,7 +306,8 @@ class _HitIds:
 
     def next(self) -> str:
         if self._pid != os.getpid():  # a new process (a fork) gets a prefix of its own
-            self._pid, self._prefix = os.getpid(), secrets.token_hex(8)
+            self._prefix = secrets.token_hex(8)
+            self._pid = os.getpid()  # after the prefix: another thread reads them in this order
         return f"{self._prefix}{next(self._counter):x}"
 
 
