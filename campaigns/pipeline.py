@@ -8,8 +8,8 @@ visibility timeout would redeliver long countdowns and send twice).
 Crash rule for in-flight rows: a worker that dies leaves its batch in `sending`.
 `recover_stale_claims` returns sends claimed more than 15 minutes ago to `queued`, unless
 another send of the same claim was claimed or renewed since; a live worker renews the claim of
-the sends it has still to hand over at least once a minute while it works through a slow
-batch, so only a dead worker's batch goes stale. A message that went out just before the crash is then sent
+the sends it has still to hand over every few seconds while it works through a slow batch, so
+only a dead worker's batch goes stale. A message that went out just before the crash is then sent
 again: the duplicates a crash can cause are at most one batch (SEND_BATCH_SIZE) per dead
 worker, never more (measured: tests/campaigns/test_crash_safety.py).
 """
@@ -42,7 +42,10 @@ logger = logging.getLogger(__name__)
 
 CLAIMABLE = [SendStatus.QUEUED, SendStatus.DEFERRED]
 STALE_CLAIM = timedelta(minutes=15)
-CLAIM_RENEWAL_SECONDS = 60
+# A slow batch renews the claim of the sends it has still to go this often: far inside STALE_CLAIM,
+# and close enough to each send's hand-over for the machine rules to judge a hit that comes
+# before the batch writes its results back (campaigns.machines: within the scanner window).
+CLAIM_RENEWAL_SECONDS = 5
 FIRST_RETRY = timedelta(minutes=15)
 LONGEST_RETRY = timedelta(hours=6)
 
