@@ -511,7 +511,6 @@ def bench_unengaged(results: list, rounds: int = 2) -> dict:
 
 
 def bench_evaluation(results: list) -> None:
-    from django.conf import settings
 
     from deliverability import health
     from deliverability.models import HealthAlert, HealthEvaluation, ReputationRepairPlan
@@ -522,17 +521,8 @@ def bench_evaluation(results: list) -> None:
     # Untimed: the days before, so each timed run evaluates today only (and alerts exist already).
     health.evaluate_open_rates(now=NOW - timedelta(days=1))
     health.evaluate_open_rates(now=NOW)
-    window, baseline = health.evaluation_windows(NOW)
-    params = {
-        "day": NOW.date(),
-        "yesterday": NOW.date() - timedelta(days=1),
-        "start": window.start,
-        "end": window.end,
-        "base": baseline.start,
-        "min": settings.OPEN_RATE_MIN_DELIVERED,
-        "critical": settings.OPEN_RATE_CRITICAL_PERCENT / 100,
-        "keep": 1 - settings.OPEN_RATE_DROP_PERCENT / 100,
-    }
+    window, _ = health.evaluation_windows(NOW)
+    params = health.evaluation_figures(NOW.date(), NOW)  # the same days and thresholds for the hand-written SQL
     today = HealthEvaluation.objects.filter(day=NOW.date())
 
     def baseline_run() -> None:

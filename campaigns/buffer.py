@@ -8,6 +8,9 @@ Without the setting (local runs) nothing is buffered: hits are written and webho
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
 import redis
@@ -22,3 +25,16 @@ def _client(url: str) -> redis.Redis:
 
 def client() -> redis.Redis | None:
     return _client(settings.EVENT_BUFFER_URL) if settings.EVENT_BUFFER_URL else None
+
+
+@contextmanager
+def only_drainer(client: redis.Redis, lock: str) -> Iterator[bool]:
+    """Whether this process holds the drain `lock`: one drainer at a time (the lock lapses after
+    five minutes, should its holder die), released on leaving."""
+    token = secrets.token_hex(8)
+    held = bool(client.set(lock, token, nx=True, ex=300))
+    try:
+        yield held
+    finally:
+        if held and client.get(lock) == token.encode():
+            client.delete(lock)

@@ -35,6 +35,7 @@ from campaigns.models import Campaign, CampaignStatus, EventSource, Send, SendSt
 from campaigns.throttle import ConnectionLeases, Throttle
 from campaigns.transports import EspTransport, Handoff, Outgoing, Reply, SmtpTransport
 from crm import links
+from crm.bulk import in_values
 from crm.eligibility import Ineligibility
 from crm.models import Contact
 
@@ -382,7 +383,9 @@ def _send_campaign_batch(
             # those still to go keep the batch's claim alive for all of it (recover_stale_claims).
             renewed = time.monotonic()
             Send.objects.filter(
-                pk__in=[waiting.pk for waiting in sends[position:]], claim_token__in=tokens, status=SendStatus.SENDING
+                pk__in=in_values((waiting.pk for waiting in sends[position:]), "bigint"),
+                claim_token__in=tokens,
+                status=SendStatus.SENDING,
             ).update(claimed_at=now + timedelta(seconds=renewed - started))
         send.claim_token = ""
         contact = contacts.get(send.contact_id)

@@ -396,12 +396,9 @@ def drain(*, now: datetime, batch_size: int = 5000) -> int:
     client = buffer.client()
     if client is None:
         return 0
-    token = secrets.token_hex(8)
-    if not client.set(_DRAIN_LOCK, token, nx=True, ex=300):
-        return 0
     drained = 0
-    try:
-        while True:
+    with buffer.only_drainer(client, _DRAIN_LOCK) as held:
+        while held:
             raw = client.lrange(BUFFER_KEY, 0, batch_size - 1)
             if not raw:
                 break
@@ -411,7 +408,4 @@ def drain(*, now: datetime, batch_size: int = 5000) -> int:
             drained += len(hits)
             if len(raw) < batch_size:
                 break
-    finally:
-        if client.get(_DRAIN_LOCK) == token.encode():
-            client.delete(_DRAIN_LOCK)
     return drained

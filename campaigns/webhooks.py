@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import logging
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -286,12 +285,9 @@ def drain(*, now: datetime) -> int:
     client = buffer.client()
     if client is None:
         return 0
-    token = uuid.uuid4().hex
-    if not client.set(_DRAIN_LOCK, token, nx=True, ex=300):
-        return 0
     drained = 0
-    try:
-        while (item := client.lindex(QUEUE_KEY, 0)) is not None:
+    with buffer.only_drainer(client, _DRAIN_LOCK) as held:
+        while held and (item := client.lindex(QUEUE_KEY, 0)) is not None:
             header, _, body = item.partition(b"\n")
             try:
                 envelope = json.loads(header)
@@ -301,9 +297,6 @@ def drain(*, now: datetime) -> int:
                 process(envelope, body, now=now)
             client.lpop(QUEUE_KEY)
             drained += 1
-    finally:
-        if client.get(_DRAIN_LOCK) == token.encode():
-            client.delete(_DRAIN_LOCK)
     return drained
 
 

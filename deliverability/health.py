@@ -309,10 +309,10 @@ class _Evaluated:
     drop_alert: int | None
 
 
-def _evaluate_day(day: date, moment: datetime, *, now: datetime) -> tuple[list[_Evaluated], date | None]:
-    """Every domain's evaluation of `day`, as made at `moment`, and the last day evaluated before it."""
+def evaluation_figures(day: date, moment: datetime) -> dict:
+    """The days and thresholds of `day`'s evaluation made at `moment` (the statement's parameters)."""
     window, baseline = evaluation_windows(moment)
-    params = {
+    return {
         "day": day,
         "yesterday": day - timedelta(days=1),
         "start": window.start,
@@ -321,6 +321,14 @@ def _evaluate_day(day: date, moment: datetime, *, now: datetime) -> tuple[list[_
         "min": settings.OPEN_RATE_MIN_DELIVERED,
         "critical": settings.OPEN_RATE_CRITICAL_PERCENT / 100,
         "keep": 1 - settings.OPEN_RATE_DROP_PERCENT / 100,
+    }
+
+
+def _evaluate_day(day: date, moment: datetime, *, now: datetime) -> tuple[list[_Evaluated], date | None]:
+    """Every domain's evaluation of `day`, as made at `moment`, and the last day evaluated before it."""
+    window, _ = evaluation_windows(moment)
+    params = {
+        **evaluation_figures(day, moment),
         "now": now,
         "low_kind": HealthAlertKind.OPEN_RATE_LOW.value,
         "drop_kind": HealthAlertKind.OPEN_RATE_DROP.value,
