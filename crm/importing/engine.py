@@ -77,8 +77,12 @@ APPLIED_COLUMNS = [
     "properties",
     "evidence",
 ]
-# What str.strip() removes, so that the database trims cells exactly as Python does.
-_WHITESPACE = "".join(char for char in map(chr, range(0x110000)) if char.isspace())
+# What str.strip() removes, so that the database trims cells exactly as Python does (written out:
+# finding them among all code points costs every process 50 ms at start).
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 _to_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
 # A dotted quad without leading zeros is already in the form ip_address() gives back: most
 # source IPs skip the parser (a few µs per row); anything else (IPv6) still goes through it.
@@ -280,7 +284,7 @@ def _create_stage_part(table: str, preset: Preset | None, file_name: str) -> str
     """Create the staging table for one file of the upload; returns the column list its rows are written to."""
     postgresql = connection.vendor == "postgresql"
     json_type = "jsonb" if postgresql else "text"
-    whitespace = _literal(_WHITESPACE)
+    whitespace = _literal(WHITESPACE)
     field_names = [name for name, _ in preset.field_positions] if preset else []
     property_names = [name for name, _ in _staged_properties(preset)] if preset else []
     evidence_names = [name for name, _ in preset.evidence_positions] if preset else []

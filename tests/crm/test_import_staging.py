@@ -83,6 +83,10 @@ def test_cells_that_are_only_whitespace_of_any_kind_are_left_out_and_evidence_is
     assert ConsentRecord.objects.get(contact=contact).evidence["OPTIN_TIME"] == "2024-01-02 03:04:05"
 
 
+def test_the_database_trims_every_character_python_strips():
+    assert sorted(engine.WHITESPACE) == [char for char in map(chr, range(0x110000)) if char.isspace()]
+
+
 def test_a_column_name_the_header_repeats_is_read_from_its_last_column(tmp_path, db, now):
     path = tmp_path / "contacts.csv"
     path.write_text("email,Notes,Notes\nann@example.com,first,second\nben@example.com,first,\n")
