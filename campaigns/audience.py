@@ -13,13 +13,13 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
-from django.db import models
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, Value, When
-from django.db.models.functions import Coalesce
+from django.core.exceptions import EmptyResultSet
+from django.db import connection, models
+from django.db.models import Count, Exists, F, OuterRef, Q
 
 from campaigns.gate import annotate_refusal
 from campaigns.models import Campaign, ListMembership, Send, SendStatus
-from crm.bulk import insert_from_select
+from crm.bulk import insert_from_sql
 from crm.models import Contact, Subscription
 
 
@@ -85,36 +85,40 @@ def _zone(name: str) -> ZoneInfo:
 
 def build_sends(campaign: Campaign, *, now: datetime, due_at: datetime) -> tuple[int, int]:
     """Insert one Send per audience member; return (queued, skipped). Safe to run twice."""
-    insert_from_select(
+    decided = (
+        annotate_refusal(audience(campaign, now=now), campaign, now=now)
+        .annotate(d_contact=F("pk"), d_email=F("email_normalized"))
+        .order_by()
+        .values_list("d_contact", "d_email", "refusal")
+    )
+    try:
+        decided_sql, decided_params = decided.query.sql_with_params()
+    except EmptyResultSet:
+        return 0, 0
+    # The status and the skip reason both read the refusal. OFFSET keeps the database from
+    # merging the two queries, which would work the refusal out (every subquery of the gate)
+    # once for each: SQLite merges no subquery with an OFFSET, and wants a LIMIT with it.
+    fence = "OFFSET 0" if connection.vendor == "postgresql" else "LIMIT -1 OFFSET 0"
+    adapt = connection.ops.adapt_datetimefield_value
+    insert_from_sql(
         Send,
-        annotate_refusal(audience(campaign, now=now), campaign, now=now).annotate(
-            s_campaign=Value(campaign.pk),
-            s_contact=F("pk"),
-            s_email=F("email_normalized"),
-            s_status=Case(
-                When(refusal__isnull=True, then=Value(SendStatus.QUEUED.value)),
-                default=Value(SendStatus.SKIPPED.value),
-            ),
-            s_reason=Coalesce("refusal", Value("")),
-            s_due=Value(due_at, output_field=models.DateTimeField()),
-            s_zero=Value(0),
-            s_blank=Value(""),
-            s_created=Value(now, output_field=models.DateTimeField()),
-        ),
-        {
-            "campaign": "s_campaign",
-            "contact": "s_contact",
-            "email": "s_email",
-            "status": "s_status",
-            "skip_reason": "s_reason",
-            "due_at": "s_due",
-            "attempts": "s_zero",
-            "message_id": "s_blank",
-            "smtp_reply": "s_blank",
-            "bounce_category": "s_blank",
-            "claim_token": "s_blank",
-            "created_at": "s_created",
-        },
+        [
+            "campaign",
+            "contact",
+            "email",
+            "status",
+            "skip_reason",
+            "due_at",
+            "attempts",
+            "message_id",
+            "smtp_reply",
+            "bounce_category",
+            "claim_token",
+            "created_at",
+        ],
+        "SELECT %s, d_contact, d_email, CASE WHEN refusal IS NULL THEN %s ELSE %s END, COALESCE(refusal, ''), %s, 0, "
+        f"'', '', '', '', %s FROM ({decided_sql} {fence}) AS decided",
+        [campaign.pk, SendStatus.QUEUED.value, SendStatus.SKIPPED.value, adapt(due_at), adapt(now), *decided_params],
     )
     counts = dict(
         Send.objects.filter(campaign=campaign)

@@ -64,17 +64,12 @@ def annotate_refusal(contacts: models.QuerySet[Contact], campaign: Campaign, *, 
     limit = extensions.repair_limit(campaign, now)
     if limit is None:
         return contacts.annotate(
-            refusal=Case(
-                When(ineligibility__isnull=False, then="ineligibility"),
-                capped,
-                default=Value(None),
-                output_field=models.CharField(),
-            )
+            refusal=Coalesce("ineligibility", Case(capped, default=Value(None), output_field=models.CharField()))
         )
     # An empty audience filter is everyone (a re-permission campaign on the plan's last step).
     outside = [When(~limit.audience, then=Value(GateRefusal.REPAIR_PLAN.value))] if limit.audience else []
-    # Coalesce, not a Case on `ineligibility IS NOT NULL`: every mention of an annotation repeats
-    # its SQL (and its subqueries), and this one is mentioned again by the ranking below.
+    # The ranking below mentions this again: every mention of an annotation repeats its SQL, the
+    # gate's subqueries included, so each is written to be mentioned once.
     contacts = contacts.alias(
         uncapped=Coalesce(
             "ineligibility",

@@ -16,19 +16,22 @@ def insert_from_select(model: type[models.Model], queryset: models.QuerySet, fie
     `fields` maps the target field names to annotation names on `queryset`, in order.
     Returns the number of rows inserted.
     """
-    opts = model._meta
     source = queryset.order_by().values_list(*fields.values())
     try:
         select_sql, params = source.query.sql_with_params()
     except EmptyResultSet:  # e.g. pk__in=[]: Django knows no row can match
         return 0
+    return insert_from_sql(model, list(fields), f"SELECT * FROM ({select_sql}) AS source", params)
+
+
+def insert_from_sql(model: type[models.Model], fields: list[str], select_sql: str, params: list | tuple) -> int:
+    """Insert one `model` row per row of `select_sql`, whose columns are `fields` in order; skip rows that hit a
+    unique constraint. `select_sql` must end in a FROM clause without WHERE. Returns the number of rows inserted."""
+    opts = model._meta
     quote = connection.ops.quote_name
     columns = ", ".join(quote(opts.get_field(name).column) for name in fields)
-    # The outer SELECT … WHERE true keeps SQLite's parser from reading ON CONFLICT as a join.
-    sql = (
-        f"INSERT INTO {quote(opts.db_table)} ({columns}) "
-        f"SELECT * FROM ({select_sql}) AS source WHERE true ON CONFLICT DO NOTHING"
-    )
+    # WHERE true keeps SQLite's parser from reading ON CONFLICT as a join.
+    sql = f"INSERT INTO {quote(opts.db_table)} ({columns}) {select_sql} WHERE true ON CONFLICT DO NOTHING"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount

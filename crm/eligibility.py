@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Case, Exists, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce, NullIf
 
 from crm.models import (
     ConsentAction,
@@ -135,9 +136,9 @@ def annotate_ineligibility(
     """Annotate each contact with `ineligibility`: the first reason it may not be mailed, or None."""
     if not subscription_type.active:
         return contacts.annotate(ineligibility=Value(Ineligibility.SUBSCRIPTION_TYPE_INACTIVE.value))
-    status = Subquery(
-        Subscription.objects.filter(contact=OuterRef("pk"), subscription_type=subscription_type).values("status")[:1]
-    )
+    # Each subquery appears once: a database works out every mention of one again, and this runs
+    # over whole audiences. Coalesce stops at the first reason, as the rule's order says.
+    text = models.CharField()
     whens = [When(do_not_contact=True, then=Value(Ineligibility.DO_NOT_CONTACT.value))]
     whens += [
         When(email_status=email_status, then=Value(reason.value))
@@ -150,20 +151,36 @@ def annotate_ineligibility(
             then=Value(Ineligibility.SUPPRESSED.value),
         )
     )
-    whens.append(When(subscription_status__isnull=True, then=Value(Ineligibility.NOT_SUBSCRIBED.value)))
-    whens += [
-        When(subscription_status=sub_status, then=Value(reason.value))
-        for sub_status, reason in _SUBSCRIPTION_REASONS.items()
-    ]
-    whens.append(
-        When(
-            ~Q(latest_consent__in=_CONSENTING_ACTIONS) | Q(latest_consent__isnull=True),
-            then=Value(Ineligibility.NO_CONSENT.value),
+    # '' for a subscription that may be mailed, NULL for none at all.
+    subscription_reason = Subquery(
+        Subscription.objects.filter(contact=OuterRef("pk"), subscription_type=subscription_type)
+        .annotate(
+            reason=Case(
+                *(When(status=status, then=Value(reason.value)) for status, reason in _SUBSCRIPTION_REASONS.items()),
+                default=Value(""),
+                output_field=text,
+            )
         )
+        .values("reason")[:1]
     )
+    reasons = [
+        Case(*whens, default=Value(None), output_field=text),
+        NullIf(Coalesce(subscription_reason, Value(Ineligibility.NOT_SUBSCRIBED.value)), Value("")),
+        # No record at all is no consent either: NULL is not in the list.
+        Case(
+            When(latest_consent__in=_CONSENTING_ACTIONS, then=Value(None)),
+            default=Value(Ineligibility.NO_CONSENT.value),
+            output_field=text,
+        ),
+    ]
     if not include_unengaged:
-        whens.append(When(engagement_status=EngagementStatus.UNENGAGED, then=Value(Ineligibility.UNENGAGED.value)))
-    return contacts.alias(
-        subscription_status=status,
-        latest_consent=_latest_consent_action(OuterRef("pk"), subscription_type),
-    ).annotate(ineligibility=Case(*whens, default=Value(None), output_field=models.CharField()))
+        reasons.append(
+            Case(
+                When(engagement_status=EngagementStatus.UNENGAGED, then=Value(Ineligibility.UNENGAGED.value)),
+                default=Value(None),
+                output_field=text,
+            )
+        )
+    return contacts.alias(latest_consent=_latest_consent_action(OuterRef("pk"), subscription_type)).annotate(
+        ineligibility=Coalesce(*reasons, output_field=text)
+    )
