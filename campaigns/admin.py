@@ -45,6 +45,7 @@ CAMPAIGN_TOOLS: list[Callable[[HttpRequest, Campaign], list[tuple[str, str]]]] =
 
 _STATUS_STYLE = {
     CampaignStatus.DRAFT: "pending",
+    CampaignStatus.PREPARING: "warning",
     CampaignStatus.SCHEDULED: "warning",
     CampaignStatus.SENDING: "subscribed",
     CampaignStatus.PAUSED: "warning",
@@ -220,11 +221,13 @@ class CampaignAdmin(admin.ModelAdmin):
     @admin.display(description="Status", ordering="status")
     def status_badge(self, campaign: Campaign) -> str:
         if campaign.status_reason:
-            # Paused by the system (the bad-send guard), not by staff: say why on hover.
+            # Paused by the system (the bad-send guard), or a start that found it could not: say why on hover.
             return format_html(
-                '<span class="dw-badge dw-danger" title="{}">{} automatically</span>',
+                '<span class="dw-badge dw-danger" title="{}">{}</span>',
                 campaign.status_reason,
-                campaign.get_status_display(),
+                "Not started"
+                if campaign.status == CampaignStatus.DRAFT
+                else f"{campaign.get_status_display()} automatically",
             )
         return format_html(
             '<span class="dw-badge dw-{}">{}</span>', _STATUS_STYLE[campaign.status], campaign.get_status_display()
@@ -284,7 +287,7 @@ class CampaignAdmin(admin.ModelAdmin):
         if campaign.status == CampaignStatus.DRAFT:
             recipients, skipped = audience.preview(campaign, now=timezone.now())
             context["audience"] = (recipients, _skipped_by_reason(skipped))
-        else:
+        elif campaign.status != CampaignStatus.PREPARING:
             context["campaign_results"] = reports.campaign_results(campaign)
             context["recipients_url"] = (
                 reverse("admin:campaigns_send_changelist") + f"?campaign__id__exact={campaign.pk}"
@@ -337,13 +340,12 @@ class CampaignAdmin(admin.ModelAdmin):
         campaign = self._campaign(request, object_id)
         if request.method == "POST":
             try:
-                queued, skipped = pipeline.start_campaign(campaign, user=request.user, now=timezone.now())
+                pipeline.request_start(campaign, user=request.user, now=timezone.now())
             except pipeline.CampaignError as exc:
                 messages.error(request, str(exc))
             else:
-                tasks.enqueue_campaign(campaign.pk)
-                verb = "scheduled for" if campaign.status == CampaignStatus.SCHEDULED else "sending to"
-                messages.success(request, f"{campaign}: {verb} {queued:,} recipients; {skipped:,} skipped.")
+                tasks.prepare_campaign.delay_on_commit(campaign.pk)
+                messages.success(request, f"{campaign}: preparing the sends; it starts once they are built.")
             return self._back(campaign)
         recipients, skipped = audience.preview(campaign, now=timezone.now())
         items = checklist.check_campaign(campaign)

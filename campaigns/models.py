@@ -118,6 +118,8 @@ class Segment(models.Model):
 
 class CampaignStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
+    # Started by staff; a worker is building the sends (campaigns.pipeline.prepare_campaign).
+    PREPARING = "preparing", "Preparing"
     SCHEDULED = "scheduled", "Scheduled"
     SENDING = "sending", "Sending"
     PAUSED = "paused", "Paused"

@@ -49,6 +49,9 @@ STALE_CLAIM = timedelta(minutes=15)
 CLAIM_RENEWAL_SECONDS = 5
 FIRST_RETRY = timedelta(minutes=15)
 LONGEST_RETRY = timedelta(hours=6)
+# A campaign still preparing this long after staff started it lost its task (a worker died or the
+# broker dropped it): the scheduler asks for the preparation again.
+PREPARATION_RETRY = timedelta(minutes=2)
 
 
 class CampaignError(Exception):
@@ -66,11 +69,70 @@ def _set_status(campaign: Campaign, status: str, *, user, now: datetime) -> None
 
 def start_campaign(campaign: Campaign, *, user, now: datetime) -> tuple[int, int]:
     """Build the sends and start sending (or wait for `scheduled_at`). Returns (queued, skipped)."""
-    if campaign.status != CampaignStatus.DRAFT:
+    _check_startable(campaign, CampaignStatus.DRAFT)
+    return _build_and_start(campaign, user=user, now=now)
+
+
+def request_start(campaign: Campaign, *, user, now: datetime) -> None:
+    """Check the campaign may start, and mark it preparing: `prepare_campaign` builds its sends in a worker.
+
+    An audience of millions takes longer to build than a web request may last.
+    """
+    _check_startable(campaign, CampaignStatus.DRAFT)
+    marked = Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.DRAFT).update(
+        status=CampaignStatus.PREPARING, status_changed_at=now, status_changed_by=user, status_reason=""
+    )
+    if not marked:
+        raise CampaignError(f"{campaign} was started a moment ago.")
+    campaign.refresh_from_db()
+
+
+def prepare_campaign(campaign_id: int, *, now: datetime) -> bool:
+    """Build a preparing campaign's sends and start it; True if it started.
+
+    Safe to run twice and side by side: the campaign's row stays locked while its sends are built,
+    and another run finds it locked or no longer preparing and does nothing. A campaign that may
+    not start after all (nobody eligible now, something blocks sending) goes back to draft with
+    the reason.
+    """
+    with transaction.atomic():
+        campaign = (
+            Campaign.objects.select_for_update(skip_locked=True)
+            .filter(pk=campaign_id, status=CampaignStatus.PREPARING)
+            .first()
+        )
+        if campaign is None:
+            return False
+        try:
+            _check_startable(campaign, CampaignStatus.PREPARING)
+            _build_and_start(campaign, user=campaign.status_changed_by, now=now)
+        except CampaignError as exc:
+            campaign.status = CampaignStatus.DRAFT
+            campaign.status_changed_at = now
+            campaign.status_reason = str(exc)
+            campaign.save(update_fields=["status", "status_changed_at", "status_reason"])
+            return False
+    return True
+
+
+def unfinished_preparations(*, now: datetime) -> list[int]:
+    """Campaigns preparing for longer than a build should wait for a worker: their task was lost."""
+    return list(
+        Campaign.objects.filter(
+            status=CampaignStatus.PREPARING, status_changed_at__lte=now - PREPARATION_RETRY
+        ).values_list("pk", flat=True)
+    )
+
+
+def _check_startable(campaign: Campaign, status: str) -> None:
+    if campaign.status != status:
         raise CampaignError(f"{campaign} is {campaign.get_status_display().lower()}; only a draft can be started.")
     problems = checklist.blocking(checklist.check_campaign(campaign))
     if problems:
         raise CampaignError("Cannot send: " + " ".join(str(problem) for problem in problems))
+
+
+def _build_and_start(campaign: Campaign, *, user, now: datetime) -> tuple[int, int]:
     local = campaign.in_recipient_time_zone and campaign.scheduled_at is not None
     due_at = now if local else max(campaign.scheduled_at or now, now)
     with transaction.atomic():
@@ -105,6 +167,8 @@ def cancel_campaign(campaign: Campaign, *, user, now: datetime) -> int:
     if campaign.status in {CampaignStatus.SENT, CampaignStatus.CANCELLED}:
         raise CampaignError(f"{campaign} is already {campaign.get_status_display().lower()}.")
     with transaction.atomic():
+        # Waits for a preparation building the sends, so that none of them is left queued.
+        list(Campaign.objects.select_for_update().filter(pk=campaign.pk).values_list("pk", flat=True))
         cancelled = Send.objects.filter(campaign=campaign, status__in=CLAIMABLE).update(status=SendStatus.CANCELLED)
         _set_status(campaign, CampaignStatus.CANCELLED, user=user, now=now)
     return cancelled

@@ -45,8 +45,18 @@ def enqueue_campaign(campaign_id: int) -> None:
 
 
 @shared_task(ignore_result=True)
+def prepare_campaign(campaign_id: int) -> None:
+    """Build a started campaign's sends, then start its sending chains."""
+    if pipeline.prepare_campaign(campaign_id, now=timezone.now()):
+        enqueue_campaign(campaign_id)
+
+
+@shared_task(ignore_result=True)
 def dispatch_sends() -> None:
-    pipeline.dispatch(now=timezone.now(), enqueue=start_chains)
+    now = timezone.now()
+    pipeline.dispatch(now=now, enqueue=start_chains)
+    for campaign_id in pipeline.unfinished_preparations(now=now):
+        prepare_campaign.delay(campaign_id)
 
 
 @shared_task(ignore_result=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from campaigns import pipeline, tasks
 from campaigns.models import Campaign, CampaignStatus, SendStatus
 from tests.browser.conftest import log_in
 from tests.conftest import subscriber
@@ -35,7 +36,9 @@ def test_staff_check_preview_and_send_a_campaign_then_read_every_result(
     page.screenshot(path=artifacts / "campaign-confirm-send.png", full_page=True)
     page.get_by_role("button", name="Send to 5 recipients").click()
 
-    expect(page.locator(".messagelist")).to_contain_text("November news: sending to 5 recipients; 1 skipped.")
+    expect(page.locator(".messagelist")).to_contain_text(
+        "November news: preparing the sends; it starts once they are built."
+    )
     page.reload()
     results = page.locator("#results")
     expect(results).to_contain_text("Delivered")
@@ -52,3 +55,18 @@ def test_staff_check_preview_and_send_a_campaign_then_read_every_result(
     november.refresh_from_db()
     assert november.status == CampaignStatus.SENDING
     assert november.sends.filter(status=SendStatus.DEFERRED).count() == 1
+
+
+def test_a_preparing_campaign_page_refreshes_itself_until_the_sends_are_built(
+    page: Page, root, november: Campaign, alice, bob, manager, isp, artifacts: Path
+) -> None:
+    pipeline.request_start(november, user=manager, now=november.created_at)
+    log_in(page)
+
+    page.goto(f"/admin/campaigns/campaign/{november.pk}/change/")
+    expect(page.locator("#preparing")).to_contain_text("a worker is building the sends")
+    page.screenshot(path=artifacts / "campaign-preparing.png", full_page=True)
+    tasks.prepare_campaign(november.pk)
+
+    expect(page.locator("#results")).to_contain_text("Results (2 recipients", timeout=10_000)
+    expect(page.locator("#preparing")).to_have_count(0)

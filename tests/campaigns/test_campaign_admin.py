@@ -94,7 +94,7 @@ def test_sending_asks_for_confirmation_then_sends_and_reports(
     november.refresh_from_db()
     assert "<strong>1</strong> recipient will get" in confirm.content.decode()
     assert november.status == CampaignStatus.SENDING
-    assert messages_of(response) == ["November news: sending to 1 recipients; 1 skipped."]
+    assert messages_of(response) == ["November news: preparing the sends; it starts once they are built."]
     assert november.sends.get(email="alice@example.com").status == SendStatus.DELIVERED
     page = manager_client.get(page_of(november)).content.decode()
     assert "Results (2 recipients, 1 attempted)" in page
