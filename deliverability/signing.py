@@ -147,9 +147,19 @@ def verify_message(message: bytes) -> list[Verification]:
     checker = dkim.DKIM(message)
     count = sum(1 for name, _ in checker.headers if name.lower() == b"dkim-signature")
     results = []
+    unpublished: list[str] = []
+
+    def lookup(name: bytes, timeout: int = 5) -> bytes | None:
+        # dkimpy answers False for a key that is not there, as for a signature that does not match.
+        record = dns_checks.dkim_txt_lookup(name, timeout)
+        if record is None:
+            unpublished.append(name.decode().rstrip("."))
+        return record
+
     for index in range(count):
+        unpublished.clear()
         try:
-            ok = checker.verify(idx=index, dnsfunc=dns_checks.dkim_txt_lookup)
+            ok = checker.verify(idx=index, dnsfunc=lookup)
         except dns_checks.KeyLookupFailed as exc:
             results.append(Verification(False, reason=f"could not look up the key: {exc}", temporary=True))
             continue
@@ -162,7 +172,11 @@ def verify_message(message: bytes) -> list[Verification]:
                 ok,
                 domain=signature.get(b"d", b"").decode(),
                 selector=signature.get(b"s", b"").decode(),
-                reason="" if ok else "the signature does not match the message and the published key",
+                reason=""
+                if ok
+                else f"no key is published at {unpublished[0]}"
+                if unpublished
+                else "the signature does not match the message and the published key",
             )
         )
     return results

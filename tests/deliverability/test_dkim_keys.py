@@ -99,13 +99,20 @@ def test_long_folded_headers_and_an_odd_body_still_verify_with_each_algorithm(ne
     assert [v.ok for v in verified] == [True, True]
 
 
-def test_a_changed_body_or_a_missing_record_fails_verification(news, dns_server):
+def test_a_changed_body_or_a_missing_record_fails_verification_and_says_which(news, dns_server):
     signed = signing.sign_message(MESSAGE, "news@news.example.com")
     tampered = signed.replace(b"Hello Alice.", b"Hello Mallory.")
-    dns_server.clear()
+    selector = news.dkim_keys.get().selector
 
-    assert signing.verify_message(tampered)[0].ok is False
-    assert signing.verify_message(signed)[0].ok is False
+    changed = signing.verify_message(tampered)[0]
+    dns_server.clear()
+    unpublished = signing.verify_message(signed)[0]
+
+    assert changed.ok is False and changed.reason.startswith("body hash mismatch")
+    assert (unpublished.ok, unpublished.reason) == (
+        False,
+        f"no key is published at {selector}._domainkey.news.example.com",
+    )
 
 
 def test_a_domain_without_an_active_key_of_ours_is_left_unsigned(db, news):
