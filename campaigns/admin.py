@@ -285,8 +285,7 @@ class CampaignAdmin(admin.ModelAdmin):
             "campaign_tools": [tool for tools in CAMPAIGN_TOOLS for tool in tools(request, campaign)],
         }
         if campaign.status == CampaignStatus.DRAFT:
-            recipients, skipped = audience.preview(campaign, now=timezone.now())
-            context["audience"] = (recipients, _skipped_by_reason(skipped))
+            context["audience_url"] = reverse("admin:campaigns_campaign_audience", args=[campaign.pk])
         elif campaign.status != CampaignStatus.PREPARING:
             context["campaign_results"] = reports.campaign_results(campaign)
             context["recipients_url"] = (
@@ -305,6 +304,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
         return [
             view("preview", self.preview_view),
+            view("audience", self.audience_view),
             view("start", self.start_view),
             view("pause", self.pause_view),
             view("resume", self.resume_view),
@@ -326,6 +326,13 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def _back(self, campaign: Campaign) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+
+    def audience_view(self, request, object_id):
+        """Who the campaign would go to now and who the gate would skip, for its page to load once it shows."""
+        campaign = self._campaign(request, object_id, change=False)
+        recipients, skipped = audience.preview(campaign, now=timezone.now())
+        context = {"recipients": recipients, "skipped": _skipped_by_reason(skipped)}
+        return TemplateResponse(request, "admin/campaigns/campaign/audience.html", context)
 
     @method_decorator(xframe_options_sameorigin)
     def preview_view(self, request, object_id):

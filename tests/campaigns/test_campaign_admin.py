@@ -48,11 +48,13 @@ def test_an_unknown_variable_is_refused_on_save(manager_client, newsletter):
     assert not Campaign.objects.exists()
 
 
-def test_the_draft_page_shows_who_would_get_it_and_who_would_be_skipped(manager_client, november, alice, bob):
+def test_the_draft_page_loads_who_would_get_it_and_who_would_be_skipped(manager_client, november, alice, bob):
     page = manager_client.get(page_of(november)).content.decode()
+    counted = manager_client.get(page_of(november, "audience")).content.decode()
 
-    assert "<strong>1</strong> recipient would get it." in page
-    assert "Unsubscribed from all marketing email" in page
+    assert f'data-url="{page_of(november, "audience")}"' in page
+    assert "<strong>1</strong> recipient would get it." in counted
+    assert "Unsubscribed from all marketing email" in counted
     assert "Pre-send checklist" in page
     assert "Warning:</strong> There is no plain-text body: one will be generated from the HTML." in page
 
@@ -152,6 +154,14 @@ def test_viewers_cannot_send(client, viewer, november):
     client.force_login(viewer)
 
     assert client.get(page_of(november)).status_code == 200
+    assert client.get(page_of(november, "audience")).status_code == 200
     assert client.post(page_of(november, "start")).status_code == 403
     november.refresh_from_db()
     assert november.status == CampaignStatus.DRAFT
+
+
+def test_the_audience_count_is_for_staff_only(client, november, alice):
+    response = client.get(page_of(november, "audience"))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
