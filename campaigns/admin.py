@@ -286,7 +286,10 @@ class CampaignAdmin(admin.ModelAdmin):
         }
         if campaign.status == CampaignStatus.DRAFT:
             context["audience_url"] = reverse("admin:campaigns_campaign_audience", args=[campaign.pk])
-        elif campaign.status != CampaignStatus.PREPARING:
+        else:
+            # Every field is read-only once started: no Save buttons that would save nothing.
+            context.update(show_save=False, show_save_and_continue=False, show_save_and_add_another=False)
+        if campaign.status not in {CampaignStatus.DRAFT, CampaignStatus.PREPARING}:
             context["campaign_results"] = reports.campaign_results(campaign)
             context["recipients_url"] = (
                 reverse("admin:campaigns_send_changelist") + f"?campaign__id__exact={campaign.pk}"

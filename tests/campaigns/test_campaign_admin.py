@@ -53,6 +53,7 @@ def test_the_draft_page_loads_who_would_get_it_and_who_would_be_skipped(manager_
     counted = manager_client.get(page_of(november, "audience")).content.decode()
 
     assert f'data-url="{page_of(november, "audience")}"' in page
+    assert 'name="_save"' in page
     assert "<strong>1</strong> recipient would get it." in counted
     assert "Unsubscribed from all marketing email" in counted
     assert "Pre-send checklist" in page
@@ -132,6 +133,7 @@ def test_pause_resume_and_cancel_need_a_post_and_say_what_happened(manager_clien
     assert messages_of(paused) == ["November news: paused; nothing more goes out."]
     assert messages_of(twice) == ["November news is paused; only a sending campaign pauses."]
     assert "the 1 message not yet handed over will not be sent" in cancel_page.content.decode()
+    assert 'name="_save"' not in paused.content.decode()
     assert messages_of(cancelled) == ["November news: cancelled; 1 sends not yet handed over will not go."]
 
 
