@@ -17,7 +17,7 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from crm import links, optin, ratelimit
+from crm import addresses, links, optin, ratelimit
 from crm.forms import NewConfirmationLinkForm, PreferencesForm, PublicSignupForm
 from crm.models import SignupForm, Subscription, SubscriptionStatus, SubscriptionType
 
@@ -61,17 +61,14 @@ def subscribe(request: HttpRequest, slug: str) -> HttpResponse:
     embedded = request.GET.get("embed") == "1"
     if request.method != "POST":
         form = PublicSignupForm(signup_form=signup_form)
-        return render(
-            request, "crm/public/signup.html", {"signup_form": signup_form, "form": form, "embedded": embedded}
-        )
+        return render(request, "crm/public/signup.html", _signup_context(signup_form, form, embedded))
     if not _within_rate_limit(request, "signup"):
         return _rate_limited(request)
     form = PublicSignupForm(request.POST, signup_form=signup_form)
     if form.is_bot():
         return redirect_to_thanks(signup_form, embedded)
     if not form.is_valid():
-        context = {"signup_form": signup_form, "form": form, "embedded": embedded}
-        return render(request, "crm/public/signup.html", context, status=400)
+        return render(request, "crm/public/signup.html", _signup_context(signup_form, form, embedded), status=400)
     optin.submit_signup(
         signup_form,
         email=form.cleaned_data["email"],
@@ -83,6 +80,12 @@ def subscribe(request: HttpRequest, slug: str) -> HttpResponse:
         now=timezone.now(),
     )
     return redirect_to_thanks(signup_form, embedded)
+
+
+def _signup_context(signup_form: SignupForm, form: PublicSignupForm, embedded: bool) -> dict:
+    # The page offers corrections of mistyped providers (crm/suggest.js) by the rule of suggest_domain.
+    typo_domains = {"providers": sorted(addresses.PROVIDERS), "typos": addresses.KNOWN_TYPOS}
+    return {"signup_form": signup_form, "form": form, "embedded": embedded, "typo_domains": typo_domains}
 
 
 def redirect_to_thanks(signup_form: SignupForm, embedded: bool) -> HttpResponse:

@@ -20,6 +20,7 @@ from django.db.models.functions import Lower, StrIndex, Substr
 
 from campaigns.bounces import BounceCategory
 from campaigns.models import Send, SendStatus
+from crm.addresses import suggest_domain
 from crm.models import ConsentMethod, ConsentRecord, Contact, ContactSource
 from deliverability.models import CheckStatus, DailyMetrics, SendingDomain
 
@@ -27,32 +28,6 @@ DAYS = 30
 # A category is worth a recommendation from this many bounces and this share of what was handed over.
 MIN_BOUNCES = 5
 MIN_SHARE = 0.01
-
-# Big mailbox providers: a domain one typing mistake away from one of these (and not one of
-# them itself) is probably that mistake.
-PROVIDERS = frozenset(
-    {
-        "gmail.com", "googlemail.com", "yahoo.com", "ymail.com", "hotmail.com", "outlook.com", "live.com",
-        "msn.com", "icloud.com", "me.com", "mac.com", "aol.com", "mail.com", "email.com", "gmx.com", "gmx.net",
-        "gmx.de", "web.de", "t-online.de", "yahoo.co.uk", "hotmail.co.uk", "btinternet.com", "hotmail.fr",
-        "orange.fr", "free.fr", "laposte.net", "wanadoo.fr", "libero.it", "comcast.net", "verizon.net",
-        "protonmail.com", "proton.me", "yandex.ru", "mail.ru", "qq.com", "163.com",
-    }
-)  # fmt: skip
-# Mistakes too far from the provider for one edit, seen often enough to list.
-KNOWN_TYPOS = {
-    "gmial.com": "gmail.com",
-    "gamil.com": "gmail.com",
-    "gmaill.com": "gmail.com",
-    "gmail.cmo": "gmail.com",
-    "hotmial.com": "hotmail.com",
-    "hotamil.com": "hotmail.com",
-    "hotmail.cmo": "hotmail.com",
-    "yahooo.com": "yahoo.com",
-    "yaho.com": "yahoo.com",
-    "outlok.com": "outlook.com",
-    "iclod.com": "icloud.com",
-}
 
 
 class Level:
@@ -66,33 +41,6 @@ class Recommendation:
     level: str  # a Level, also the finding's style on the dashboard
     title: str
     detail: str
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Optimal string alignment distance: insertions, deletions, substitutions and swaps of neighbours."""
-    previous2: list[int] = []
-    previous = list(range(len(b) + 1))
-    for i, char_a in enumerate(a, 1):
-        current = [i]
-        for j, char_b in enumerate(b, 1):
-            cost = 0 if char_a == char_b else 1
-            value = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
-            if i > 1 and j > 1 and char_a == b[j - 2] and a[i - 2] == char_b:
-                value = min(value, previous2[j - 2] + 1)
-            current.append(value)
-        previous2, previous = previous, current
-    return previous[-1]
-
-
-def suggest_domain(domain: str) -> str | None:
-    """The provider a mistyped domain was meant to be, or None."""
-    domain = domain.lower()
-    if domain in PROVIDERS:
-        return None
-    if domain in KNOWN_TYPOS:
-        return KNOWN_TYPOS[domain]
-    close = sorted(provider for provider in PROVIDERS if edit_distance(domain, provider) == 1)
-    return close[0] if len(close) == 1 else None
 
 
 def _recent_sends(domain: SendingDomain, now: datetime, days: int = DAYS):

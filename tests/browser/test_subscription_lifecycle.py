@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from django.core import mail
 from playwright.sync_api import Page, expect
 
+from crm import addresses
 from crm.models import ConsentRecord, Contact, Subscription, SubscriptionStatus
 
 pytestmark = pytest.mark.browser
@@ -66,3 +68,35 @@ def test_a_person_signs_up_confirms_changes_preferences_and_leaves(
         ("withdrawn", "preference_center"),
         ("withdrawn", "unsubscribe_link"),
     ]
+
+
+def test_a_mistyped_provider_is_offered_its_correction_by_the_servers_own_rule(
+    page: Page, footer_form, artifacts: Path
+) -> None:
+    page.goto("/subscribe/footer/")
+    email = page.get_by_label("Email address")
+    hint = page.locator("#email-suggestion")
+
+    email.fill("ann@gmial.com")
+    email.press("Tab")
+    expect(hint).to_have_text("Did you mean ann@gmail.com?")
+    page.screenshot(path=artifacts / "signup-suggestion.png", full_page=True)
+    hint.get_by_role("button", name="ann@gmail.com").click()
+    expect(email).to_have_value("ann@gmail.com")
+    expect(hint).to_be_hidden()
+    email.fill("ann@example.org")
+    email.press("Tab")
+    expect(hint).to_be_hidden()
+
+    rng = random.Random(3)
+    typed = []
+    for provider in sorted(addresses.PROVIDERS):
+        at = rng.randrange(len(provider))
+        typed += [provider, provider[:at] + provider[at + 1 :], provider[:at] + "x" + provider[at:], provider.upper()]
+        if at + 1 < len(provider):
+            typed.append(provider[:at] + provider[at + 1] + provider[at] + provider[at + 2 :])
+    typed += list(addresses.KNOWN_TYPOS)
+    in_the_browser = page.evaluate("(domains) => domains.map((d) => window.deliverwell.suggestDomain(d))", typed)
+
+    assert in_the_browser == [addresses.suggest_domain(domain) for domain in typed]
+    assert sum(suggestion is not None for suggestion in in_the_browser) > len(addresses.PROVIDERS)

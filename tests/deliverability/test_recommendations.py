@@ -9,10 +9,11 @@ import pytest
 from campaigns import events
 from campaigns.models import EventSource, EventType, Send, SendStatus
 from crm import consent
+from crm.addresses import suggest_domain
 from crm.models import ConsentAction, ConsentMethod, Contact, ContactSource
 from deliverability import health
 from deliverability.models import CheckStatus, SendingDomain
-from deliverability.recommendations import Level, recommend, suggest_domain
+from deliverability.recommendations import Level, recommend
 from tests.deliverability.health_history import campaign
 
 
