@@ -355,7 +355,9 @@ class CampaignAdmin(admin.ModelAdmin):
                 messages.error(request, str(exc))
             else:
                 tasks.prepare_campaign.delay_on_commit(campaign.pk)
-                messages.success(request, f"{campaign}: preparing the sends; it starts once they are built.")
+                scheduled = campaign.scheduled_at is not None and campaign.scheduled_at > timezone.now()
+                then = "waits for its scheduled time" if scheduled else "starts"
+                messages.success(request, f"{campaign}: preparing the sends; it {then} once they are built.")
             return self._back(campaign)
         recipients, skipped = audience.preview(campaign, now=timezone.now())
         items = checklist.check_campaign(campaign)

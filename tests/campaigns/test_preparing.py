@@ -109,3 +109,18 @@ def test_a_second_preparation_leaves_the_campaign_to_the_one_building_its_sends(
 
     assert pipeline.prepare_campaign(november.pk, now=now) is True
     assert november.sends.count() == 1
+
+
+def test_a_scheduled_campaign_is_prepared_now_and_then_waits_for_its_time(manager_client, november, alice, now):
+    november.scheduled_at = now + timedelta(days=1)
+    november.save()
+
+    started = manager_client.post(page_of(november, "start"), follow=True)
+    tasks.prepare_campaign(november.pk)
+
+    november.refresh_from_db()
+    assert messages_of(started) == [
+        "November news: preparing the sends; it waits for its scheduled time once they are built."
+    ]
+    assert november.status == CampaignStatus.SCHEDULED
+    assert november.sends.get().due_at == now + timedelta(days=1)
