@@ -49,7 +49,7 @@ BASELINE_TABLE = "bench_import_baseline"
 DATA_TABLES = ["crm_contact", "crm_subscription", "crm_consentrecord", "crm_suppression"]
 FLOOR_SCHEMA = "bench_import_floor"
 # What a subscribed file's import writes (its suppressions table stays empty).
-WRITTEN_TABLES = DATA_TABLES[:3]
+WRITTEN_TABLES = ["crm_contact", "crm_subscription", "crm_consentrecord"]
 CRM_TABLES = [*DATA_TABLES, "crm_importjob"]
 
 # The goals from issue #4.

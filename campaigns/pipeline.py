@@ -69,7 +69,7 @@ def _set_status(campaign: Campaign, status: str, *, user, now: datetime) -> None
 
 def start_campaign(campaign: Campaign, *, user, now: datetime) -> tuple[int, int]:
     """Build the sends and start sending (or wait for `scheduled_at`). Returns (queued, skipped)."""
-    _check_startable(campaign, CampaignStatus.DRAFT)
+    _check_startable(campaign)
     return _build_and_start(campaign, user=user, now=now)
 
 
@@ -78,7 +78,7 @@ def request_start(campaign: Campaign, *, user, now: datetime) -> None:
 
     An audience of millions takes longer to build than a web request may last.
     """
-    _check_startable(campaign, CampaignStatus.DRAFT)
+    _check_startable(campaign)
     marked = Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.DRAFT).update(
         status=CampaignStatus.PREPARING, status_changed_at=now, status_changed_by=user, status_reason=""
     )
@@ -104,7 +104,7 @@ def prepare_campaign(campaign_id: int, *, now: datetime) -> bool:
         if campaign is None:
             return False
         try:
-            _check_startable(campaign, CampaignStatus.PREPARING)
+            _check_sendable(campaign)
             _build_and_start(campaign, user=campaign.status_changed_by, now=now)
         except CampaignError as exc:
             campaign.status = CampaignStatus.DRAFT
@@ -124,9 +124,13 @@ def unfinished_preparations(*, now: datetime) -> list[int]:
     )
 
 
-def _check_startable(campaign: Campaign, status: str) -> None:
-    if campaign.status != status:
+def _check_startable(campaign: Campaign) -> None:
+    if campaign.status != CampaignStatus.DRAFT:
         raise CampaignError(f"{campaign} is {campaign.get_status_display().lower()}; only a draft can be started.")
+    _check_sendable(campaign)
+
+
+def _check_sendable(campaign: Campaign) -> None:
     problems = checklist.blocking(checklist.check_campaign(campaign))
     if problems:
         raise CampaignError("Cannot send: " + " ".join(str(problem) for problem in problems))
@@ -168,7 +172,7 @@ def cancel_campaign(campaign: Campaign, *, user, now: datetime) -> int:
         raise CampaignError(f"{campaign} is already {campaign.get_status_display().lower()}.")
     with transaction.atomic():
         # Waits for a preparation building the sends, so that none of them is left queued.
-        list(Campaign.objects.select_for_update().filter(pk=campaign.pk).values_list("pk", flat=True))
+        Campaign.objects.select_for_update().get(pk=campaign.pk)
         cancelled = Send.objects.filter(campaign=campaign, status__in=CLAIMABLE).update(status=SendStatus.CANCELLED)
         _set_status(campaign, CampaignStatus.CANCELLED, user=user, now=now)
     return cancelled

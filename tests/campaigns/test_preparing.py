@@ -10,6 +10,7 @@ from django.db import connection
 
 from campaigns import pipeline, tasks
 from campaigns.models import CampaignStatus, SendStatus
+from deliverability import dns_checks
 from tests.campaigns.test_campaign_admin import page_of
 from tests.conftest import messages_of
 
@@ -56,6 +57,21 @@ def test_a_preparation_that_finds_nobody_eligible_returns_the_campaign_to_draft_
     pipeline.request_start(november, user=manager, now=now)
     november.refresh_from_db()
     assert november.status_reason == ""
+
+
+def test_a_campaign_whose_domain_fails_before_it_is_prepared_goes_back_to_draft(
+    november, alice, manager, news, dns_server, now
+):
+    pipeline.request_start(november, user=manager, now=now)
+    dns_server.remove("news.example.com", "TXT")
+    dns_checks.check_domain(news, now=now)
+
+    assert pipeline.prepare_campaign(november.pk, now=now) is False
+
+    november.refresh_from_db()
+    assert november.status == CampaignStatus.DRAFT
+    assert november.status_reason.startswith("Cannot send: SPF: news.example.com has no SPF record.")
+    assert not november.sends.exists()
 
 
 def test_preparing_twice_builds_the_sends_once(november, alice, manager, now):
